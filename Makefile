@@ -1,0 +1,44 @@
+# The QEMU SPP fork.  See README.md.
+#
+#   make            fetch the base, assemble build/src and build QEMU
+#   make demo       build, then run the SPP demonstration
+#   make check      build, then run the test suite
+#   make bench      build, then run the benchmarks
+#   make update-patches   turn edits of upstream files in build/src
+#                         back into patches/
+#   make check-patches    the series applies to the pristine base and
+#                         checkpatch.pl is clean on patches and our files
+
+SHELL := /bin/bash
+SPP := scripts/spp
+
+.PHONY: all build deps demo check check-patches update-patches bench clean distclean
+
+all: build
+
+deps:
+	@$(SPP)/install-deps.sh
+
+build: deps
+	@$(SPP)/build.sh
+
+demo: build
+	@$(SPP)/demo.sh
+
+check: deps
+	@$(SPP)/check.sh
+
+bench: build
+	@$(SPP)/bench.sh
+
+update-patches:
+	@python3 $(SPP)/update-patches.py
+
+check-patches: deps
+	@$(SPP)/check-patches.sh
+
+clean:
+	rm -rf build/qemu-build build/src build/stage
+
+distclean:
+	rm -rf build

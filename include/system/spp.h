@@ -1,0 +1,85 @@
+/*
+ * Sub-page write protection (SPP)
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef SYSTEM_SPP_H
+#define SYSTEM_SPP_H
+
+#include "exec/hwaddr.h"
+#include "exec/memattrs.h"
+#include "qapi/qapi-types-spp.h"
+
+/*
+ * Each 4 KiB guest page has a 32-bit write-permission vector.  Bit i
+ * covers bytes [128 * i, 128 * i + 127] of the page; 1 means writable.
+ */
+#define SPP_PAGE_SHIFT      12
+#define SPP_PAGE_SIZE       (1ULL << SPP_PAGE_SHIFT)
+#define SPP_SUBPAGE_SHIFT   7
+#define SPP_SUBPAGE_SIZE    (1U << SPP_SUBPAGE_SHIFT)
+#define SPP_SUBPAGES        (SPP_PAGE_SIZE / SPP_SUBPAGE_SIZE)
+#define SPP_WP_ALL          0xffffffffU
+
+/* Most pages that one query-subpage reply lists. */
+#define SPP_QUERY_MAX_PAGES 65536
+
+/*
+ * A backend enforces the vectors the core owns.  All hooks are called
+ * with the BQL held.
+ */
+typedef struct SppBackendOps {
+    SppBackend kind;
+    /*
+     * Vectors of pages [gfn, gfn + npages) changed; make the backend's
+     * enforcement match spp_get_vector() before returning.  Only fails
+     * if the backend cannot enforce the new state, in which case the
+     * core restores the old vectors and calls @update again.
+     */
+    bool (*update)(uint64_t gfn, uint64_t npages, Error **errp);
+    /* Number of memory regions (or slots) the backend uses, for stats. */
+    uint64_t (*regions)(void);
+} SppBackendOps;
+
+/* Current vector of @gfn (SPP_WP_ALL when the page is not protected). */
+uint32_t spp_get_vector(uint64_t gfn);
+
+/* True when any page is protected; cheap. */
+bool spp_active(void);
+
+/* A run of consecutive protected pages. */
+typedef struct SppRun {
+    uint64_t gfn;
+    uint64_t npages;
+} SppRun;
+
+/* All runs of protected pages, sorted by gfn.  Free with g_array_unref. */
+GArray *spp_protected_runs(void);
+
+/*
+ * Judge a write of @size bytes at @gpa made with @attrs.  The writer is
+ * the current vCPU when there is one and @attrs are not
+ * MEMTXATTRS_UNSPECIFIED (which devices use), else a device.  Fills
+ * @allowed[i] for each byte: true when that byte may land in guest
+ * memory.  Counts the violation, emits the event and applies the policy.
+ * Returns true when at least one byte was protected.
+ */
+bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
+                     bool *allowed);
+
+/* Parse the -spp command line option.  Exits on error. */
+void spp_parse_cmdline(const char *optarg);
+
+/* The emulated backend, always available. */
+extern const SppBackendOps spp_emulated_ops;
+
+/* The RAM region behind @mr when it is an SPP shadow, else @mr. */
+MemoryRegion *spp_emulated_ram_of(MemoryRegion *mr);
+
+/* Exported by system/physmem.c: dirty tracking and TB invalidation. */
+void invalidate_and_set_dirty(MemoryRegion *mr, hwaddr addr, hwaddr length);
+
+#endif

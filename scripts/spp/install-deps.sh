@@ -1,0 +1,59 @@
+#!/bin/bash
+# Install what the SPP fork needs to fetch, build and test QEMU on Debian 12.
+# Idempotent: safe to run again.  Needs root (or sudo) and apt.
+set -euo pipefail
+
+step() { echo "==> install-deps: $*"; }
+die() { echo "install-deps: error: $*" >&2; exit 1; }
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "run as root or install sudo"
+    SUDO=sudo
+fi
+
+LIST=/etc/apt/sources.list.d/qemu-spp-fork.sources
+want=$(cat <<'SRC'
+# Added by qemu-spp-fork scripts/spp/install-deps.sh
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+)
+stamp=/var/lib/apt/qemu-spp-fork.stamp
+if [ ! -f "$LIST" ] || [ "$(cat "$LIST")" != "$want" ]; then
+    step "enabling deb-src (trixie) and bookworm-backports in $LIST"
+    echo "$want" | $SUDO tee "$LIST" >/dev/null
+    $SUDO rm -f "$stamp"
+fi
+
+PKGS="build-essential dpkg-dev ninja-build pkg-config python3 python3-venv
+      flex bison libglib2.0-dev libpixman-1-dev zlib1g-dev libslirp-dev
+      libfdt-dev seabios ccache xz-utils bzip2 ca-certificates rsync patch
+      gdb socat"
+BPO_PKGS="meson python3-pycotap"
+
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$PKGS $BPO_PKGS" ]; then
+    step "packages already installed"
+    exit 0
+fi
+
+step "apt-get update"
+$SUDO apt-get update -q || die "apt-get update failed"
+step "installing build dependencies"
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $PKGS ||
+    die "apt-get install failed"
+step "installing meson and python3-pycotap from bookworm-backports"
+$SUDO env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q -t bookworm-backports $BPO_PKGS ||
+    die "apt-get install -t bookworm-backports failed"
+echo "$PKGS $BPO_PKGS" | $SUDO tee "$stamp" >/dev/null
+step "done"

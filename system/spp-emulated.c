@@ -1,0 +1,449 @@
+/*
+ * Sub-page write protection (SPP): the emulated backend
+ *
+ * QEMU enforces the vectors itself, in the memory core, so the same
+ * protection applies to vCPU stores under TCG and KVM and to DMA from
+ * every emulated device.
+ *
+ * For each RAM region that holds protected pages there is one "shadow":
+ * a ROM-device-style memory region in ROMD mode that shares the RAM
+ * region's RAMBlock (no second RAMBlock, so ram_addr_t and host-pointer
+ * lookups stay unique).  Aliases of the shadow ("overlays") are laid over
+ * the protected pages at high priority.  Reads and instruction fetches go
+ * straight to host RAM; writes reach spp_shadow_write(), which lets the
+ * writable bytes land.  Under KVM the overlays become read-only memslots.
+ *
+ * The memory core's dispatch map holds only a few thousand sections, so
+ * the number of overlays is bounded: runs of consecutive protected pages
+ * become one overlay and, above SPP_MAX_OVERLAYS runs, the runs with the
+ * smallest gaps between them are grouped.  Writes to unprotected pages
+ * inside a group take the slow path but land unchanged.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "qemu/rcu.h"
+#include "qapi/error.h"
+#include "exec/address-spaces.h"
+#include "exec/memory.h"
+#include "system/spp.h"
+#include "trace.h"
+
+/* Most overlays (so at most ~2x as many extra dispatch sections). */
+#define SPP_MAX_OVERLAYS 512
+/* Overlays sit above the RAM they cover. */
+#define SPP_OVERLAY_PRIORITY 1000
+
+typedef struct SppShadow {
+    MemoryRegion mr;        /* ROMD view over @ram's RAMBlock */
+    MemoryRegion *ram;      /* the RAM region it shadows */
+} SppShadow;
+
+typedef struct SppOverlay {
+    struct rcu_head rcu;    /* must be first: freed with call_rcu */
+    MemoryRegion alias;     /* alias of shadow->mr, mapped at @gpa */
+    SppShadow *shadow;
+    hwaddr gpa;
+    hwaddr offset;          /* in shadow->mr (= in the RAM region) */
+    uint64_t size;
+} SppOverlay;
+
+/* RAM MemoryRegion -> SppShadow */
+static GHashTable *spp_shadows;
+/* Overlays in use, sorted by gpa */
+static GPtrArray *spp_overlays;
+/* The same overlays sorted by (shadow, offset), for the write path */
+static GPtrArray *spp_overlays_by_offset;
+
+static const MemoryRegionOps spp_shadow_ops;
+
+MemoryRegion *spp_emulated_ram_of(MemoryRegion *mr)
+{
+    if (mr && mr->ops == &spp_shadow_ops) {
+        return ((SppShadow *)mr->opaque)->ram;
+    }
+    return mr;
+}
+
+static SppOverlay *spp_overlay_by_offset(SppShadow *sh, hwaddr offset)
+{
+    guint lo = 0, hi = spp_overlays_by_offset->len;
+
+    while (lo < hi) {
+        guint mid = (lo + hi) / 2;
+        SppOverlay *ov = g_ptr_array_index(spp_overlays_by_offset, mid);
+
+        if (ov->shadow < sh ||
+            (ov->shadow == sh && ov->offset + ov->size <= offset)) {
+            lo = mid + 1;
+        } else if (ov->shadow > sh || ov->offset > offset) {
+            hi = mid;
+        } else {
+            return ov;
+        }
+    }
+    return NULL;
+}
+
+static SppOverlay *spp_overlay_by_gpa(hwaddr gpa)
+{
+    guint lo = 0, hi = spp_overlays ? spp_overlays->len : 0;
+
+    while (lo < hi) {
+        guint mid = (lo + hi) / 2;
+        SppOverlay *ov = g_ptr_array_index(spp_overlays, mid);
+
+        if (ov->gpa + ov->size <= gpa) {
+            lo = mid + 1;
+        } else if (ov->gpa > gpa) {
+            hi = mid;
+        } else {
+            return ov;
+        }
+    }
+    return NULL;
+}
+
+static MemTxResult spp_shadow_read(void *opaque, hwaddr addr, uint64_t *data,
+                                   unsigned size, MemTxAttrs attrs)
+{
+    SppShadow *sh = opaque;
+
+    *data = ldn_le_p((uint8_t *)memory_region_get_ram_ptr(sh->ram) + addr,
+                     size);
+    return MEMTX_OK;
+}
+
+static MemTxResult spp_shadow_write(void *opaque, hwaddr addr, uint64_t data,
+                                    unsigned size, MemTxAttrs attrs)
+{
+    SppShadow *sh = opaque;
+    uint8_t *host = (uint8_t *)memory_region_get_ram_ptr(sh->ram) + addr;
+    SppOverlay *ov = spp_overlay_by_offset(sh, addr);
+    uint8_t bytes[8];
+    bool allowed[8];
+    unsigned i;
+
+    assert(size <= sizeof(bytes));
+    stn_le_p(bytes, size, data);
+    if (!ov || !spp_judge_write(ov->gpa + (addr - ov->offset), size, attrs,
+                                allowed)) {
+        memcpy(host, bytes, size);
+    } else {
+        for (i = 0; i < size; i++) {
+            if (allowed[i]) {
+                host[i] = bytes[i];
+            }
+        }
+    }
+    /* Migration dirty tracking and TCG's translated-code invalidation. */
+    invalidate_and_set_dirty(sh->ram, addr, size);
+    return MEMTX_OK;
+}
+
+static const MemoryRegionOps spp_shadow_ops = {
+    .read_with_attrs = spp_shadow_read,
+    .write_with_attrs = spp_shadow_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+    .valid = {
+        .min_access_size = 1,
+        .max_access_size = 8,
+        .unaligned = true,
+    },
+    .impl = {
+        .min_access_size = 1,
+        .max_access_size = 8,
+        .unaligned = true,
+    },
+};
+
+static SppShadow *spp_shadow_get(MemoryRegion *ram)
+{
+    SppShadow *sh;
+    g_autofree char *name = NULL;
+
+    if (!spp_shadows) {
+        spp_shadows = g_hash_table_new(g_direct_hash, g_direct_equal);
+    }
+    sh = g_hash_table_lookup(spp_shadows, ram);
+    if (sh) {
+        return sh;
+    }
+    sh = g_new0(SppShadow, 1);
+    sh->ram = ram;
+    name = g_strdup_printf("spp-shadow-%s", memory_region_name(ram));
+    memory_region_init_io(&sh->mr, NULL, &spp_shadow_ops, sh, name,
+                          memory_region_size(ram));
+    /*
+     * A ROM device in ROMD mode whose host memory is the RAM region's own
+     * RAMBlock: reads are direct, writes are dispatched to our ops.
+     */
+    sh->mr.rom_device = true;
+    sh->mr.romd_mode = true;
+    sh->mr.ram_block = ram->ram_block;
+    g_hash_table_insert(spp_shadows, ram, sh);
+    return sh;
+}
+
+typedef struct SppPiece {
+    hwaddr gpa;
+    uint64_t size;
+    SppShadow *shadow;
+    hwaddr offset;
+} SppPiece;
+
+static bool spp_piece_contiguous(const SppPiece *a, const SppPiece *b)
+{
+    return a->shadow == b->shadow && b->gpa - a->gpa == b->offset - a->offset;
+}
+
+/* Map the protected runs to (shadow, offset) pieces, sorted by gpa. */
+static GArray *spp_pieces(void)
+{
+    g_autoptr(GArray) runs = spp_protected_runs();
+    GArray *pieces = g_array_new(false, false, sizeof(SppPiece));
+    guint r;
+
+    for (r = 0; r < runs->len; r++) {
+        SppRun *run = &g_array_index(runs, SppRun, r);
+        hwaddr addr = run->gfn << SPP_PAGE_SHIFT;
+        hwaddr end = (run->gfn + run->npages) << SPP_PAGE_SHIFT;
+
+        while (addr < end) {
+            MemoryRegionSection s = memory_region_find(get_system_memory(),
+                                                       addr, end - addr);
+            MemoryRegion *ram = spp_emulated_ram_of(s.mr);
+            SppPiece p;
+
+            if (!s.mr || !memory_region_is_ram(ram) ||
+                s.offset_within_address_space != addr) {
+                /* No longer RAM (unplugged): nothing left to enforce. */
+                if (s.mr) {
+                    memory_region_unref(s.mr);
+                }
+                addr += SPP_PAGE_SIZE;
+                continue;
+            }
+            p.gpa = addr;
+            p.size = int128_get64(s.size);
+            p.shadow = spp_shadow_get(ram);
+            p.offset = s.offset_within_region;
+            memory_region_unref(s.mr);
+
+            if (pieces->len) {
+                SppPiece *last = &g_array_index(pieces, SppPiece,
+                                                pieces->len - 1);
+                if (last->gpa + last->size == p.gpa &&
+                    spp_piece_contiguous(last, &p)) {
+                    last->size += p.size;
+                    addr += p.size;
+                    continue;
+                }
+            }
+            g_array_append_val(pieces, p);
+            addr += p.size;
+        }
+    }
+    return pieces;
+}
+
+typedef struct SppGap {
+    guint index;            /* gap between pieces index and index + 1 */
+    uint64_t size;
+} SppGap;
+
+static gint spp_gap_cmp(gconstpointer a, gconstpointer b)
+{
+    const SppGap *x = a, *y = b;
+
+    if (x->size != y->size) {
+        return x->size < y->size ? -1 : 1;
+    }
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/*
+ * Merge the pieces separated by the smallest gaps until at most
+ * SPP_MAX_OVERLAYS remain.  Only pieces of the same shadow with the same
+ * gpa-to-offset mapping can be merged.
+ */
+static void spp_group_pieces(GArray *pieces)
+{
+    g_autoptr(GArray) gaps = NULL;
+    g_autofree bool *merge = NULL;
+    guint i, out, excess;
+
+    if (pieces->len <= SPP_MAX_OVERLAYS) {
+        return;
+    }
+    gaps = g_array_new(false, false, sizeof(SppGap));
+    for (i = 0; i + 1 < pieces->len; i++) {
+        SppPiece *a = &g_array_index(pieces, SppPiece, i);
+        SppPiece *b = &g_array_index(pieces, SppPiece, i + 1);
+
+        if (spp_piece_contiguous(a, b)) {
+            SppGap g = { .index = i, .size = b->gpa - (a->gpa + a->size) };
+            g_array_append_val(gaps, g);
+        }
+    }
+    g_array_sort(gaps, spp_gap_cmp);
+    excess = pieces->len - SPP_MAX_OVERLAYS;
+    merge = g_new0(bool, pieces->len);
+    for (i = 0; i < gaps->len && i < excess; i++) {
+        merge[g_array_index(gaps, SppGap, i).index] = true;
+    }
+
+    out = 0;
+    for (i = 0; i < pieces->len; i++) {
+        SppPiece *p = &g_array_index(pieces, SppPiece, i);
+
+        if (i && merge[i - 1]) {
+            SppPiece *last = &g_array_index(pieces, SppPiece, out - 1);
+            last->size = p->gpa + p->size - last->gpa;
+        } else {
+            g_array_index(pieces, SppPiece, out++) = *p;
+        }
+    }
+    g_array_set_size(pieces, out);
+}
+
+static void spp_overlay_free(SppOverlay *ov)
+{
+    object_unparent(OBJECT(&ov->alias));
+    g_free(ov);
+}
+
+static gint spp_overlay_offset_cmp(gconstpointer a, gconstpointer b)
+{
+    const SppOverlay *x = *(SppOverlay * const *)a;
+    const SppOverlay *y = *(SppOverlay * const *)b;
+
+    if (x->shadow != y->shadow) {
+        return x->shadow < y->shadow ? -1 : 1;
+    }
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Make the overlays match @pieces in one memory transaction. */
+static void spp_apply_pieces(GArray *pieces)
+{
+    GPtrArray *next = g_ptr_array_new();
+    g_autoptr(GPtrArray) dead = g_ptr_array_new();
+    g_autoptr(GPtrArray) fresh = g_ptr_array_new();
+    guint i = 0, j = 0;
+
+    /* Both lists are sorted by gpa and non-overlapping. */
+    while (i < spp_overlays->len || j < pieces->len) {
+        SppOverlay *ov = i < spp_overlays->len ?
+            g_ptr_array_index(spp_overlays, i) : NULL;
+        SppPiece *p = j < pieces->len ?
+            &g_array_index(pieces, SppPiece, j) : NULL;
+
+        if (ov && p && ov->gpa == p->gpa && ov->size == p->size &&
+            ov->shadow == p->shadow && ov->offset == p->offset) {
+            g_ptr_array_add(next, ov);
+            i++;
+            j++;
+        } else if (ov && (!p || ov->gpa <= p->gpa)) {
+            g_ptr_array_add(dead, ov);
+            i++;
+        } else {
+            SppOverlay *n = g_new0(SppOverlay, 1);
+
+            n->shadow = p->shadow;
+            n->gpa = p->gpa;
+            n->offset = p->offset;
+            n->size = p->size;
+            g_ptr_array_add(next, n);
+            g_ptr_array_add(fresh, n);
+            j++;
+        }
+    }
+
+    if (dead->len || fresh->len) {
+        memory_region_transaction_begin();
+        for (i = 0; i < dead->len; i++) {
+            SppOverlay *ov = g_ptr_array_index(dead, i);
+            memory_region_del_subregion(get_system_memory(), &ov->alias);
+        }
+        for (i = 0; i < fresh->len; i++) {
+            SppOverlay *ov = g_ptr_array_index(fresh, i);
+
+            memory_region_init_alias(&ov->alias, NULL, "spp-overlay",
+                                     &ov->shadow->mr, ov->offset, ov->size);
+            memory_region_add_subregion_overlap(get_system_memory(), ov->gpa,
+                                                &ov->alias,
+                                                SPP_OVERLAY_PRIORITY);
+        }
+        memory_region_transaction_commit();
+        /* Flat views still in use may point into the old aliases. */
+        for (i = 0; i < dead->len; i++) {
+            SppOverlay *ov = g_ptr_array_index(dead, i);
+            call_rcu(ov, spp_overlay_free, rcu);
+        }
+    }
+    trace_spp_overlays(pieces->len, next->len, fresh->len, dead->len);
+
+    g_ptr_array_free(spp_overlays, true);
+    spp_overlays = next;
+    g_ptr_array_set_size(spp_overlays_by_offset, 0);
+    for (i = 0; i < next->len; i++) {
+        g_ptr_array_add(spp_overlays_by_offset, g_ptr_array_index(next, i));
+    }
+    g_ptr_array_sort(spp_overlays_by_offset, spp_overlay_offset_cmp);
+}
+
+/* True when every page of the range is protected and already covered. */
+static bool spp_range_covered(uint64_t gfn, uint64_t npages)
+{
+    uint64_t i = 0;
+
+    while (i < npages) {
+        hwaddr gpa = (gfn + i) << SPP_PAGE_SHIFT;
+        SppOverlay *ov = spp_overlay_by_gpa(gpa);
+
+        if (!ov) {
+            return false;
+        }
+        for (; i < npages && ((gfn + i) << SPP_PAGE_SHIFT) <
+                             ov->gpa + ov->size; i++) {
+            if (spp_get_vector(gfn + i) == SPP_WP_ALL) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static bool spp_emulated_update(uint64_t gfn, uint64_t npages, Error **errp)
+{
+    g_autoptr(GArray) pieces = NULL;
+
+    if (!spp_overlays) {
+        spp_overlays = g_ptr_array_new();
+        spp_overlays_by_offset = g_ptr_array_new();
+    }
+    if (spp_range_covered(gfn, npages)) {
+        /* Only vectors changed: the write path reads them directly. */
+        return true;
+    }
+    pieces = spp_pieces();
+    spp_group_pieces(pieces);
+    spp_apply_pieces(pieces);
+    return true;
+}
+
+static uint64_t spp_emulated_regions(void)
+{
+    return spp_overlays ? spp_overlays->len : 0;
+}
+
+const SppBackendOps spp_emulated_ops = {
+    .kind = SPP_BACKEND_EMULATED,
+    .update = spp_emulated_update,
+    .regions = spp_emulated_regions,
+};

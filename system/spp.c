@@ -1,0 +1,626 @@
+/*
+ * Sub-page write protection (SPP): the accelerator-independent core
+ *
+ * The core owns the per-page write-permission vectors, validates
+ * requests, applies the violation policy, counts violations and emits
+ * SPP_VIOLATION events.  A backend (see SppBackendOps) makes the vectors
+ * effective; the emulated backend in spp-emulated.c works everywhere.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/option.h"
+#include "qemu/timer.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-spp.h"
+#include "qapi/qapi-events-spp.h"
+#include "qobject/qdict.h"
+#include "exec/address-spaces.h"
+#include "exec/memory.h"
+#include "hw/core/cpu.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
+#include "system/hostmem.h"
+#include "system/runstate.h"
+#include "system/spp.h"
+#include "trace.h"
+
+/* Vectors are kept in chunks of 64 pages (256 KiB of guest memory). */
+#define SPP_CHUNK_SHIFT 6
+#define SPP_CHUNK_PAGES (1U << SPP_CHUNK_SHIFT)
+#define SPP_GFN_LIMIT   (1ULL << (64 - SPP_PAGE_SHIFT))
+
+#define SPP_DEFAULT_EVENT_RATE 100
+
+typedef struct SppChunk {
+    uint32_t vec[SPP_CHUNK_PAGES];
+    unsigned nprot;
+} SppChunk;
+
+typedef struct SppState {
+    GHashTable *chunks;          /* chunk index -> SppChunk */
+    uint64_t nprot;              /* pages whose vector is not SPP_WP_ALL */
+    SppPolicy policy;
+    uint32_t event_rate;         /* events per second, 0 = unlimited */
+    const SppBackendOps *ops;
+    const char *reason;
+
+    uint64_t violations;
+    uint64_t violations_cpu;
+    uint64_t violations_device;
+    uint64_t bytes_blocked;
+    uint64_t events_sent;
+    uint64_t events_suppressed;
+    uint64_t pending_suppressed; /* since the last event sent */
+    int64_t window_start;
+    uint32_t window_events;
+} SppState;
+
+static SppState spp = {
+    .policy = SPP_POLICY_BLOCK,
+    .event_rate = SPP_DEFAULT_EVENT_RATE,
+};
+
+static void spp_init_once(void)
+{
+    if (spp.chunks) {
+        return;
+    }
+    spp.chunks = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+                                       NULL, g_free);
+    if (!spp.ops) {
+        spp.ops = &spp_emulated_ops;
+        spp.reason = "QEMU enforces sub-page protection itself: no kernel "
+                     "SPP backend is in use";
+    }
+}
+
+bool spp_active(void)
+{
+    return spp.nprot != 0;
+}
+
+static SppChunk *spp_chunk(uint64_t gfn, bool create)
+{
+    gpointer key = GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT);
+    SppChunk *c;
+
+    spp_init_once();
+    c = g_hash_table_lookup(spp.chunks, key);
+    if (!c && create) {
+        c = g_new(SppChunk, 1);
+        memset(c->vec, 0xff, sizeof(c->vec));
+        c->nprot = 0;
+        g_hash_table_insert(spp.chunks, key, c);
+    }
+    return c;
+}
+
+uint32_t spp_get_vector(uint64_t gfn)
+{
+    SppChunk *c;
+
+    if (!spp.nprot) {
+        return SPP_WP_ALL;
+    }
+    c = spp_chunk(gfn, false);
+    return c ? c->vec[gfn & (SPP_CHUNK_PAGES - 1)] : SPP_WP_ALL;
+}
+
+static void spp_store_vector(uint64_t gfn, uint32_t wp)
+{
+    SppChunk *c = spp_chunk(gfn, wp != SPP_WP_ALL);
+    uint32_t *v;
+
+    if (!c) {
+        return;     /* unprotecting a page that was never protected */
+    }
+    v = &c->vec[gfn & (SPP_CHUNK_PAGES - 1)];
+    if (*v == SPP_WP_ALL && wp != SPP_WP_ALL) {
+        c->nprot++;
+        spp.nprot++;
+    } else if (*v != SPP_WP_ALL && wp == SPP_WP_ALL) {
+        c->nprot--;
+        spp.nprot--;
+    }
+    *v = wp;
+    if (!c->nprot) {
+        g_hash_table_remove(spp.chunks,
+                            GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT));
+    }
+}
+
+/*
+ * Walk every page in [gfn, gfn + npages) in chunk-sized steps, so large
+ * ranges cost one hash lookup per chunk rather than per page.
+ */
+static void spp_store_range(uint64_t gfn, uint64_t npages, uint32_t wp)
+{
+    while (npages) {
+        uint64_t idx = gfn & (SPP_CHUNK_PAGES - 1);
+        uint64_t n = MIN(npages, SPP_CHUNK_PAGES - idx);
+        SppChunk *c = spp_chunk(gfn, wp != SPP_WP_ALL);
+
+        if (c) {
+            uint64_t i;
+            for (i = idx; i < idx + n; i++) {
+                if (c->vec[i] == SPP_WP_ALL && wp != SPP_WP_ALL) {
+                    c->nprot++;
+                    spp.nprot++;
+                } else if (c->vec[i] != SPP_WP_ALL && wp == SPP_WP_ALL) {
+                    c->nprot--;
+                    spp.nprot--;
+                }
+                c->vec[i] = wp;
+            }
+            if (!c->nprot) {
+                g_hash_table_remove(spp.chunks,
+                                    GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT));
+            }
+        }
+        gfn += n;
+        npages -= n;
+    }
+}
+
+static gint spp_key_cmp(gconstpointer a, gconstpointer b)
+{
+    gsize x = GPOINTER_TO_SIZE(*(gconstpointer *)a);
+    gsize y = GPOINTER_TO_SIZE(*(gconstpointer *)b);
+
+    return x < y ? -1 : x > y;
+}
+
+GArray *spp_protected_runs(void)
+{
+    GArray *runs = g_array_new(false, false, sizeof(SppRun));
+    g_autofree gpointer *keys = NULL;
+    guint n, k, i;
+
+    if (!spp.nprot) {
+        return runs;
+    }
+    keys = g_hash_table_get_keys_as_array(spp.chunks, &n);
+    qsort(keys, n, sizeof(*keys), spp_key_cmp);
+    for (k = 0; k < n; k++) {
+        uint64_t base = (uint64_t)GPOINTER_TO_SIZE(keys[k]) << SPP_CHUNK_SHIFT;
+        SppChunk *c = g_hash_table_lookup(spp.chunks, keys[k]);
+
+        for (i = 0; i < SPP_CHUNK_PAGES; i++) {
+            SppRun *last = runs->len ?
+                &g_array_index(runs, SppRun, runs->len - 1) : NULL;
+
+            if (c->vec[i] == SPP_WP_ALL) {
+                continue;
+            }
+            if (last && last->gfn + last->npages == base + i) {
+                last->npages++;
+            } else {
+                SppRun r = { .gfn = base + i, .npages = 1 };
+                g_array_append_val(runs, r);
+            }
+        }
+    }
+    return runs;
+}
+
+/* Pages that may be protected: guest RAM from a memory backend. */
+static bool spp_section_is_guest_ram(MemoryRegionSection *s)
+{
+    MemoryRegion *mr = spp_emulated_ram_of(s->mr);
+
+    return memory_region_is_ram(mr) && !memory_region_is_ram_device(mr) &&
+           !memory_region_is_rom(mr) && !mr->readonly &&
+           (s->readonly == false || mr != s->mr) &&
+           mr->owner && object_dynamic_cast(mr->owner, TYPE_MEMORY_BACKEND);
+}
+
+static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
+{
+    hwaddr addr, end;
+
+    if (npages == 0) {
+        error_setg(errp, "npages must be at least 1");
+        return false;
+    }
+    if (gfn >= SPP_GFN_LIMIT || npages > SPP_GFN_LIMIT - gfn) {
+        error_setg(errp, "gfn range 0x%" PRIx64 " + %" PRIu64
+                   " pages overflows the guest-physical address space",
+                   gfn, npages);
+        return false;
+    }
+
+    addr = gfn << SPP_PAGE_SHIFT;
+    end = (gfn + npages) << SPP_PAGE_SHIFT;
+    while (addr < end || (addr == 0 && end == 0)) {
+        MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
+                                                   end - addr);
+        bool ok = s.mr && s.offset_within_address_space == addr &&
+                  spp_section_is_guest_ram(&s);
+
+        if (!ok) {
+            if (s.mr && s.offset_within_address_space == addr) {
+                error_setg(errp, "page 0x%" PRIx64 " (gpa 0x%" HWADDR_PRIx
+                           ") is not guest RAM: it belongs to '%s'",
+                           addr >> SPP_PAGE_SHIFT, addr,
+                           memory_region_name(s.mr));
+            } else {
+                error_setg(errp, "page 0x%" PRIx64 " (gpa 0x%" HWADDR_PRIx
+                           ") is outside guest RAM",
+                           addr >> SPP_PAGE_SHIFT, addr);
+            }
+            if (s.mr) {
+                memory_region_unref(s.mr);
+            }
+            return false;
+        }
+        addr += int128_get64(s.size);
+        memory_region_unref(s.mr);
+    }
+    return true;
+}
+
+/* Apply one vector to a range; all or nothing.  Called with the BQL. */
+static bool spp_set_range(uint64_t gfn, uint64_t npages, uint32_t wp,
+                          Error **errp)
+{
+    g_autofree uint32_t *old = NULL;
+    uint64_t i;
+
+    spp_init_once();
+    if (!spp_check_range(gfn, npages, errp)) {
+        return false;
+    }
+
+    old = g_new(uint32_t, npages);
+    for (i = 0; i < npages; i++) {
+        old[i] = spp_get_vector(gfn + i);
+    }
+    spp_store_range(gfn, npages, wp);
+    if (!spp.ops->update(gfn, npages, errp)) {
+        for (i = 0; i < npages; i++) {
+            spp_store_vector(gfn + i, old[i]);
+        }
+        spp.ops->update(gfn, npages, &error_abort);
+        return false;
+    }
+    trace_spp_set(gfn, npages, wp, spp.nprot);
+    return true;
+}
+
+static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
+                           bool from_cpu, int cpu_index, SppPolicy action)
+{
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+
+    if (now - spp.window_start >= NANOSECONDS_PER_SECOND) {
+        spp.window_start = now;
+        spp.window_events = 0;
+    }
+    if (spp.event_rate && spp.window_events >= spp.event_rate) {
+        spp.events_suppressed++;
+        spp.pending_suppressed++;
+        return;
+    }
+    spp.window_events++;
+    spp.events_sent++;
+    qapi_event_send_spp_violation(gpa, blocked_gpa >> SPP_PAGE_SHIFT,
+                                  (blocked_gpa & (SPP_PAGE_SIZE - 1)) >>
+                                  SPP_SUBPAGE_SHIFT,
+                                  size,
+                                  from_cpu ? SPP_SOURCE_CPU : SPP_SOURCE_DEVICE,
+                                  from_cpu, cpu_index, action,
+                                  spp.pending_suppressed);
+    spp.pending_suppressed = 0;
+}
+
+bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
+                     bool *allowed)
+{
+    bool from_cpu = current_cpu && !attrs.unspecified;
+    int cpu_index = from_cpu ? current_cpu->cpu_index : -1;
+    uint64_t first_blocked = 0;
+    unsigned i, nblocked = 0;
+    SppPolicy action = spp.policy;
+
+    for (i = 0; i < size; i++) {
+        hwaddr a = gpa + i;
+        uint32_t vec = spp_get_vector(a >> SPP_PAGE_SHIFT);
+        unsigned sub = (a & (SPP_PAGE_SIZE - 1)) >> SPP_SUBPAGE_SHIFT;
+
+        allowed[i] = (vec >> sub) & 1;
+        if (!allowed[i] && !nblocked++) {
+            first_blocked = a;
+        }
+    }
+    if (!nblocked) {
+        return false;
+    }
+
+    spp.violations++;
+    if (from_cpu) {
+        spp.violations_cpu++;
+    } else {
+        spp.violations_device++;
+    }
+
+    switch (action) {
+    case SPP_POLICY_BLOCK:
+        spp.bytes_blocked += nblocked;
+        break;
+    case SPP_POLICY_PAUSE:
+        spp.bytes_blocked += nblocked;
+        if (runstate_is_running()) {
+            qemu_system_vmstop_request_prepare();
+            qemu_system_vmstop_request(RUN_STATE_PAUSED);
+        }
+        if (current_cpu) {
+            cpu_exit(current_cpu);
+        }
+        break;
+    case SPP_POLICY_UNPROTECT:
+        for (i = 0; i < size; i++) {
+            hwaddr a = gpa + i;
+            uint64_t gfn = a >> SPP_PAGE_SHIFT;
+            unsigned sub = (a & (SPP_PAGE_SIZE - 1)) >> SPP_SUBPAGE_SHIFT;
+            uint32_t vec = spp_get_vector(gfn);
+
+            if (!allowed[i] && !((vec >> sub) & 1)) {
+                spp_store_vector(gfn, vec | (1U << sub));
+                spp.ops->update(gfn, 1, &error_abort);
+            }
+            allowed[i] = true;
+        }
+        break;
+    case SPP_POLICY_REPORT:
+        for (i = 0; i < size; i++) {
+            allowed[i] = true;
+        }
+        break;
+    default:
+        g_assert_not_reached();
+    }
+
+    trace_spp_violation(gpa, size, first_blocked, cpu_index,
+                        SppPolicy_str(action));
+    spp_send_event(gpa, size, first_blocked, from_cpu, cpu_index, action);
+    return true;
+}
+
+/* QMP */
+
+void qmp_set_subpage(uint64_t base_gfn, uint64_t npages, uint32_t wp_map,
+                     Error **errp)
+{
+    spp_set_range(base_gfn, npages, wp_map, errp);
+}
+
+void qmp_get_subpage(uint64_t base_gfn, uint64_t npages, const char *filename,
+                     Error **errp)
+{
+    g_autofree uint32_t *buf = NULL;
+    g_autoptr(GError) gerr = NULL;
+    uint64_t i;
+
+    if (!spp_check_range(base_gfn, npages, errp)) {
+        return;
+    }
+    if (npages > SIZE_MAX / sizeof(uint32_t)) {
+        error_setg(errp, "npages %" PRIu64 " is too large", npages);
+        return;
+    }
+    buf = g_new(uint32_t, npages);
+    for (i = 0; i < npages; i++) {
+        buf[i] = cpu_to_le32(spp_get_vector(base_gfn + i));
+    }
+    if (!g_file_set_contents(filename, (const char *)buf,
+                             npages * sizeof(uint32_t), &gerr)) {
+        error_setg(errp, "cannot write '%s': %s", filename, gerr->message);
+    }
+}
+
+SubpageInfoList *qmp_query_subpage(uint64_t base_gfn, uint64_t npages,
+                                   Error **errp)
+{
+    SubpageInfoList *head = NULL, **tail = &head;
+    uint64_t i;
+
+    if (npages > SPP_QUERY_MAX_PAGES) {
+        error_setg(errp, "npages %" PRIu64 " is above the limit of %d pages "
+                   "per query-subpage (use get-subpage for more)",
+                   npages, SPP_QUERY_MAX_PAGES);
+        return NULL;
+    }
+    if (!spp_check_range(base_gfn, npages, errp)) {
+        return NULL;
+    }
+    for (i = 0; i < npages; i++) {
+        SubpageInfo *info = g_new0(SubpageInfo, 1);
+
+        info->gfn = base_gfn + i;
+        info->wp_map = spp_get_vector(base_gfn + i);
+        QAPI_LIST_APPEND(tail, info);
+    }
+    return head;
+}
+
+SppInfo *qmp_query_spp(Error **errp)
+{
+    SppInfo *info = g_new0(SppInfo, 1);
+
+    spp_init_once();
+    info->backend = spp.ops->kind;
+    info->backend_reason = g_strdup(spp.reason);
+    info->policy = spp.policy;
+    info->event_rate = spp.event_rate;
+    info->protected_pages = spp.nprot;
+    info->regions = spp.ops->regions();
+    info->violations = spp.violations;
+    info->violations_cpu = spp.violations_cpu;
+    info->violations_device = spp.violations_device;
+    info->bytes_blocked = spp.bytes_blocked;
+    info->events_sent = spp.events_sent;
+    info->events_suppressed = spp.events_suppressed;
+    return info;
+}
+
+void qmp_set_spp_policy(SppPolicy policy, bool has_event_rate,
+                        uint32_t event_rate, Error **errp)
+{
+    spp.policy = policy;
+    if (has_event_rate) {
+        spp.event_rate = event_rate;
+    }
+    trace_spp_policy(SppPolicy_str(policy), spp.event_rate);
+}
+
+/* HMP: thin wrappers over the QMP commands. */
+
+void hmp_set_subpage(Monitor *mon, const QDict *qdict)
+{
+    Error *err = NULL;
+
+    qmp_set_subpage(qdict_get_int(qdict, "base_gfn"),
+                    qdict_get_int(qdict, "npages"),
+                    qdict_get_int(qdict, "wp_map"), &err);
+    hmp_handle_error(mon, err);
+}
+
+void hmp_get_subpage(Monitor *mon, const QDict *qdict)
+{
+    Error *err = NULL;
+
+    qmp_get_subpage(qdict_get_int(qdict, "base_gfn"),
+                    qdict_get_int(qdict, "npages"),
+                    qdict_get_str(qdict, "filename"), &err);
+    hmp_handle_error(mon, err);
+}
+
+void hmp_info_subpage(Monitor *mon, const QDict *qdict)
+{
+    Error *err = NULL;
+    SubpageInfoList *list, *l;
+
+    list = qmp_query_subpage(qdict_get_int(qdict, "base_gfn"),
+                             qdict_get_int(qdict, "npages"), &err);
+    if (hmp_handle_error(mon, err)) {
+        return;
+    }
+    monitor_printf(mon, "%-18s %-10s %s\n", "gfn", "wp_map",
+                   "sub-pages 0..31 (w = writable, - = protected)");
+    for (l = list; l; l = l->next) {
+        char map[SPP_SUBPAGES + 1];
+        unsigned i;
+
+        for (i = 0; i < SPP_SUBPAGES; i++) {
+            map[i] = (l->value->wp_map >> i) & 1 ? 'w' : '-';
+        }
+        map[SPP_SUBPAGES] = '\0';
+        monitor_printf(mon, "0x%016" PRIx64 " 0x%08" PRIx32 " %s\n",
+                       l->value->gfn, l->value->wp_map, map);
+    }
+    qapi_free_SubpageInfoList(list);
+}
+
+void hmp_info_spp(Monitor *mon, const QDict *qdict)
+{
+    SppInfo *info = qmp_query_spp(&error_abort);
+
+    monitor_printf(mon, "backend: %s (%s)\n", SppBackend_str(info->backend),
+                   info->backend_reason);
+    monitor_printf(mon, "policy: %s\n", SppPolicy_str(info->policy));
+    monitor_printf(mon, "event rate limit: %" PRIu32 " per second%s\n",
+                   info->event_rate, info->event_rate ? "" : " (unlimited)");
+    monitor_printf(mon, "protected pages: %" PRIu64 "\n",
+                   info->protected_pages);
+    monitor_printf(mon, "backend regions: %" PRIu64 "\n", info->regions);
+    monitor_printf(mon, "violations: %" PRIu64 " (cpu %" PRIu64
+                   ", device %" PRIu64 ")\n", info->violations,
+                   info->violations_cpu, info->violations_device);
+    monitor_printf(mon, "bytes blocked: %" PRIu64 "\n", info->bytes_blocked);
+    monitor_printf(mon, "events: %" PRIu64 " sent, %" PRIu64 " suppressed\n",
+                   info->events_sent, info->events_suppressed);
+    qapi_free_SppInfo(info);
+}
+
+void hmp_spp_policy(Monitor *mon, const QDict *qdict)
+{
+    Error *err = NULL;
+    const char *name = qdict_get_str(qdict, "policy");
+    bool has_rate = qdict_haskey(qdict, "event_rate");
+    int policy = qapi_enum_parse(&SppPolicy_lookup, name, -1, &err);
+
+    if (policy < 0) {
+        hmp_handle_error(mon, err);
+        return;
+    }
+    if (has_rate && (qdict_get_int(qdict, "event_rate") < 0 ||
+                     qdict_get_int(qdict, "event_rate") > UINT32_MAX)) {
+        monitor_printf(mon, "Error: event_rate must be 0..%u\n", UINT32_MAX);
+        return;
+    }
+    qmp_set_spp_policy(policy, has_rate,
+                       has_rate ? qdict_get_int(qdict, "event_rate") : 0,
+                       &err);
+    hmp_handle_error(mon, err);
+}
+
+/* Command line: -spp policy=block|unprotect|report|pause,event-rate=N */
+
+static QemuOptsList qemu_spp_opts = {
+    .name = "spp",
+    .implied_opt_name = "policy",
+    .head = QTAILQ_HEAD_INITIALIZER(qemu_spp_opts.head),
+    .desc = {
+        {
+            .name = "policy",
+            .type = QEMU_OPT_STRING,
+            .help = "what a blocked write does: block, unprotect, "
+                    "report or pause",
+        }, {
+            .name = "event-rate",
+            .type = QEMU_OPT_NUMBER,
+            .help = "most SPP_VIOLATION events per second (0: no limit)",
+        },
+        { /* end of list */ }
+    },
+};
+
+void spp_parse_cmdline(const char *optarg)
+{
+    QemuOpts *opts = qemu_opts_parse_noisily(&qemu_spp_opts, optarg, false);
+    const char *policy;
+
+    if (!opts) {
+        exit(1);
+    }
+    policy = qemu_opt_get(opts, "policy");
+    if (policy) {
+        Error *err = NULL;
+        int p = qapi_enum_parse(&SppPolicy_lookup, policy, -1, &err);
+
+        if (p < 0) {
+            error_report("-spp: invalid policy '%s' (expected block, "
+                         "unprotect, report or pause)", policy);
+            exit(1);
+        }
+        spp.policy = p;
+    }
+    if (qemu_opt_get(opts, "event-rate")) {
+        uint64_t rate = qemu_opt_get_number(opts, "event-rate", 0);
+
+        if (rate > UINT32_MAX) {
+            error_report("-spp: event-rate must be at most %u", UINT32_MAX);
+            exit(1);
+        }
+        spp.event_rate = rate;
+    }
+    qemu_opts_del(opts);
+}
