@@ -486,10 +486,14 @@ void qmp_set_spp_policy(SppPolicy policy, bool has_event_rate,
 void hmp_set_subpage(Monitor *mon, const QDict *qdict)
 {
     Error *err = NULL;
+    int64_t wp_map = qdict_get_int(qdict, "wp_map");
 
-    qmp_set_subpage(qdict_get_int(qdict, "base_gfn"),
-                    qdict_get_int(qdict, "npages"),
-                    qdict_get_int(qdict, "wp_map"), &err);
+    if (wp_map < 0 || wp_map > UINT32_MAX) {
+        error_setg(&err, "wp_map must be a 32-bit value (0 to 0xffffffff)");
+    } else {
+        qmp_set_subpage(qdict_get_int(qdict, "base_gfn"),
+                        qdict_get_int(qdict, "npages"), wp_map, &err);
+    }
     hmp_handle_error(mon, err);
 }
 

@@ -17,8 +17,10 @@ cp -al "$BASE" "$STAGE"
 rm -f "$STAGE/.spp-base-pin"
 overlay_files | while read -r f; do
     mkdir -p "$STAGE/$(dirname "$f")"
-    # Never write through the hard link into the pristine base.
-    cp --remove-destination "$TOP/$f" "$STAGE/$f" ||
+    # Never write through the hard link into the pristine base.  Keep
+    # the file's time, so update-patches can tell an edit made in
+    # build/src (newer) from one made in the repository.
+    cp -p --remove-destination "$TOP/$f" "$STAGE/$f" ||
         die "cannot copy $f"
 done
 

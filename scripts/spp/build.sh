@@ -57,10 +57,14 @@ for rom in kvmvapic.bin linuxboot_dma.bin multiboot_dma.bin linuxboot.bin \
         die "option ROM $rom was not built (see $BUILD/optionrom.log)"
     ln -sfn "$rom_dir/$rom" "$datadir/$rom"
 done
-for f in bios-256k.bin bios.bin; do
-    [ -f "/usr/share/seabios/$f" ] ||
-        die "/usr/share/seabios/$f missing (install Debian's seabios package)"
-    ln -sfn "/usr/share/seabios/$f" "$datadir/$f"
+[ -f /usr/share/seabios/bios-256k.bin ] ||
+    die "/usr/share/seabios/bios-256k.bin missing (install Debian's seabios package)"
+for f in /usr/share/seabios/*.bin; do
+    ln -sfn "$f" "$datadir/$(basename "$f")"
+done
+# Network boot ROMs of the default NICs, from Debian's ipxe-qemu.
+for f in /usr/lib/ipxe/qemu/*.rom; do
+    [ -e "$f" ] && ln -sfn "$f" "$datadir/$(basename "$f")"
 done
 ln -sfn qemu-build/qemu-system-x86_64 "$BUILD/qemu-system-x86_64"
 echo "==> built $BUILD/qemu-system-x86_64"

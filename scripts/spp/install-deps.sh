@@ -38,7 +38,7 @@ fi
 PKGS="build-essential dpkg-dev ninja-build pkg-config python3 python3-venv
       flex bison libglib2.0-dev libpixman-1-dev zlib1g-dev libslirp-dev
       libfdt-dev seabios ccache xz-utils bzip2 ca-certificates rsync patch
-      gdb socat"
+      gdb socat ipxe-qemu"
 BPO_PKGS="meson python3-pycotap"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$PKGS $BPO_PKGS" ]; then

@@ -181,13 +181,18 @@ def main():
     patches = read_series(args.patches)
 
     if not args.out:
-        for path in ours:
+        for path in sorted(ours):
             src = os.path.join(args.tree, path)
             dst = os.path.join(top, path)
-            if os.path.exists(src) and not filecmp.cmp(src, dst,
-                                                       shallow=False):
+            if not os.path.exists(src) or filecmp.cmp(src, dst,
+                                                      shallow=False):
+                continue
+            if os.path.getmtime(src) > os.path.getmtime(dst):
                 shutil.copy2(src, dst)
                 print(f'update-patches: copied our file {path} back')
+            else:
+                print(f'update-patches: {path} is newer in the repository '
+                      'than in the tree; kept (run "make" to re-assemble)')
         for path in added:
             if path in ours:
                 continue

@@ -1,0 +1,30 @@
+/*
+ * Memory layout shared by the SPP test guest (spp-guest.S) and its tests.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef SPP_GUEST_LAYOUT_H
+#define SPP_GUEST_LAYOUT_H
+
+/* The two pages the store matrix writes. */
+#define SPP_PAGE_P          0x100000
+#define SPP_PAGE_Q          0x101000
+
+#define SPP_STACK_TOP       0x180000
+
+/* Mailbox between the test and the guest. */
+#define SPP_MB_BASE         0x200000
+#define SPP_MB_READY        (SPP_MB_BASE + 0)
+#define SPP_MB_CMD          (SPP_MB_BASE + 4)
+#define SPP_MB_ARG          (SPP_MB_BASE + 8)
+#define SPP_MB_DONE         (SPP_MB_BASE + 12)
+#define SPP_MB_READY_MAGIC  0x53505021
+
+#define SPP_CMD_MATRIX      1
+#define SPP_CMD_HAMMER      2
+#define SPP_CMD_DWORD_LOOP  3
+
+#endif

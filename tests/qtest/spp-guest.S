@@ -1,0 +1,150 @@
+/*
+ * Tiny x86 guest for the SPP qtests, loaded with -bios.
+ *
+ * It enters 32-bit protected mode (flat segments, no paging), enables
+ * SSE, then serves commands that the test writes into a mailbox in
+ * guest RAM:
+ *
+ *   SPP_MB_CMD   command (0: none); the guest clears it when done
+ *   SPP_MB_ARG   argument
+ *   SPP_MB_DONE  incremented after each command
+ *
+ * Commands:
+ *   1  the store matrix over the pages at SPP_PAGE_P and SPP_PAGE_Q
+ *   2  ARG byte stores of 0xab to SPP_PAGE_P (hammer)
+ *   3  ARG dword stores of 0x01020304 to SPP_PAGE_P + 4 then halt
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "spp-guest-layout.h"
+
+/* Linked at 0xffff0000: _start is the first byte of the image. */
+
+
+        .code16
+        .section .text
+        .globl _start
+_start:
+        cli
+        cld
+        xorw    %ax, %ax
+        movw    %ax, %ds
+        lgdtl   %cs:(gdt_desc - _start)
+        movl    %cr0, %eax
+        orl     $1, %eax                /* PE */
+        andl    $~0x4, %eax             /* EM off */
+        orl     $0x2, %eax              /* MP */
+        movl    %eax, %cr0
+        ljmpl   $0x08, $pm_entry
+
+        .code32
+pm_entry:
+        movw    $0x10, %ax
+        movw    %ax, %ds
+        movw    %ax, %es
+        movw    %ax, %ss
+        movw    %ax, %fs
+        movw    %ax, %gs
+        movl    $SPP_STACK_TOP, %esp
+        movl    %cr4, %eax
+        orl     $0x600, %eax            /* OSFXSR | OSXMMEXCPT */
+        movl    %eax, %cr4
+
+        movl    $SPP_MB_READY_MAGIC, SPP_MB_READY
+
+wait_cmd:
+        movl    SPP_MB_CMD, %eax
+        testl   %eax, %eax
+        jz      wait_cmd
+        cmpl    $1, %eax
+        je      cmd_matrix
+        cmpl    $2, %eax
+        je      cmd_hammer
+        cmpl    $3, %eax
+        je      cmd_dword_loop
+cmd_done:
+        movl    $0, SPP_MB_CMD
+        lock incl SPP_MB_DONE
+        jmp     wait_cmd
+
+/*
+ * The store matrix.  For each sub-page i of page P, at P + 128 * i:
+ *   +0   byte   0x11
+ *   +2   word   0x2222
+ *   +4   dword  0x33333333
+ *   +8   qword  0x4444444444444444 (movq from an SSE register)
+ *   +16  xchg   dword 0x55555555
+ *   +20  lock cmpxchg dword 0 -> 0x66666666
+ *   +124 qword  0x7777777777777777 (straddles into sub-page i + 1, and
+ *               into page Q for i = 31)
+ * then rep stosb of 80 bytes of 0x88 at P + 4096 - 40 (across P and Q).
+ * The test's model replays exactly this list.
+ */
+cmd_matrix:
+        movl    $SPP_PAGE_P, %edi
+        movl    $32, %ecx
+        movl    $0x44444444, %eax
+        movd    %eax, %xmm0
+        pshufd  $0, %xmm0, %xmm0
+        movl    $0x77777777, %eax
+        movd    %eax, %xmm1
+        pshufd  $0, %xmm1, %xmm1
+1:
+        movb    $0x11, 0(%edi)
+        movw    $0x2222, 2(%edi)
+        movl    $0x33333333, 4(%edi)
+        movq    %xmm0, 8(%edi)
+        movl    $0x55555555, %eax
+        xchgl   %eax, 16(%edi)
+        xorl    %eax, %eax
+        movl    $0x66666666, %edx
+        lock cmpxchgl %edx, 20(%edi)
+        movq    %xmm1, 124(%edi)
+        addl    $128, %edi
+        decl    %ecx
+        jnz     1b
+
+        pushl   %ecx
+        movl    $SPP_PAGE_P + 4096 - 40, %edi
+        movl    $80, %ecx
+        movb    $0x88, %al
+        rep stosb
+        popl    %ecx
+        jmp     cmd_done
+
+cmd_hammer:
+        movl    SPP_MB_ARG, %ecx
+        movl    $SPP_PAGE_P, %edi
+2:
+        movb    $0xab, (%edi)
+        decl    %ecx
+        jnz     2b
+        jmp     cmd_done
+
+cmd_dword_loop:
+        movl    SPP_MB_ARG, %ecx
+        movl    $SPP_PAGE_P + 4, %edi
+3:
+        movl    $0x01020304, (%edi)
+        decl    %ecx
+        jnz     3b
+        jmp     cmd_done
+
+        .p2align 3
+gdt:
+        .quad   0
+        .quad   0x00cf9b000000ffff      /* 0x08: code, flat, 32-bit */
+        .quad   0x00cf93000000ffff      /* 0x10: data, flat */
+gdt_end:
+gdt_desc:
+        .word   gdt_end - gdt - 1
+        .long   gdt
+
+        /* Reset vector at 0xfffffff0. */
+        .org    0xfff0
+        .code16
+        jmp     _start
+        .org    0x10000

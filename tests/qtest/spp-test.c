@@ -1,0 +1,759 @@
+/*
+ * QTest for sub-page write protection (SPP)
+ *
+ * Monitor paths (QMP and HMP, errors, policies, rate limiting) are
+ * driven with the qtest accelerator; writes made through the qtest
+ * protocol reach guest memory like device DMA does.  Enforcement for
+ * vCPU stores runs a tiny guest (spp-guest.S, built by the test build)
+ * under TCG and, where /dev/kvm can be used, under KVM.  Device DMA is
+ * checked with the edu PCI device.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "libqtest.h"
+#include "libqos/pci-pc.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "qobject/qnum.h"
+#include "spp-guest-layout.h"
+#include "spp-guest.h"
+
+#define GFN_P       (SPP_PAGE_P >> 12)
+#define GFN_Q       (SPP_PAGE_Q >> 12)
+#define WP_ALL      0xffffffffU
+#define GUEST_TIMEOUT_US (20 * G_USEC_PER_SEC)
+
+static char *guest_bin;
+
+static uint64_t get_u(const QDict *d, const char *key)
+{
+    QNum *n = qobject_to(QNum, qdict_get(d, key));
+
+    g_assert(n);
+    return qnum_get_uint(n);
+}
+
+static QTestState *start_qtest(const char *extra)
+{
+    return qtest_initf("-machine q35 -m 64 %s", extra ? extra : "");
+}
+
+static QDict *query_spp(QTestState *qts)
+{
+    return qtest_qmp_assert_success_ref(qts, "{'execute': 'query-spp'}");
+}
+
+static uint64_t spp_counter(QTestState *qts, const char *name)
+{
+    QDict *info = query_spp(qts);
+    uint64_t v = get_u(info, name);
+
+    qobject_unref(info);
+    return v;
+}
+
+static void set_subpage(QTestState *qts, uint64_t gfn, uint64_t npages,
+                        uint32_t wp)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'set-subpage', 'arguments': "
+                             "{'base_gfn': %" PRIu64 ", 'npages': %" PRIu64
+                             ", 'wp_map': %u}}", gfn, npages, wp);
+}
+
+static uint32_t get_vector(QTestState *qts, uint64_t gfn)
+{
+    QDict *rsp = qtest_qmp(qts, "{'execute': 'query-subpage', 'arguments': "
+                           "{'base-gfn': %" PRIu64 ", 'npages': 1}}", gfn);
+    QList *list = qdict_get_qlist(rsp, "return");
+    QDict *entry;
+    uint32_t wp;
+
+    g_assert(list);
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    entry = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpuint(get_u(entry, "gfn"), ==, gfn);
+    wp = get_u(entry, "wp-map");
+    qobject_unref(rsp);
+    return wp;
+}
+
+/* Expect a GenericError whose description contains @what. */
+static void expect_error(QTestState *qts, const char *what, QDict *rsp)
+{
+    QDict *err = qdict_get_qdict(rsp, "error");
+
+    g_assert(err);
+    g_assert_cmpstr(qdict_get_str(err, "class"), ==, "GenericError");
+    if (!strstr(qdict_get_str(err, "desc"), what)) {
+        g_error("error '%s' does not mention '%s'",
+                qdict_get_str(err, "desc"), what);
+    }
+    qobject_unref(rsp);
+}
+
+/*
+ * Pop every queued SPP_VIOLATION event (after a round trip).  Other
+ * queued events are dropped, so wait for those with wait_status().
+ */
+static GPtrArray *take_events(QTestState *qts)
+{
+    GPtrArray *events = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)qobject_unref_impl);
+    QDict *ev;
+
+    qobject_unref(query_spp(qts));
+    while ((ev = qtest_qmp_event_ref(qts, "SPP_VIOLATION"))) {
+        g_ptr_array_add(events, ev);
+    }
+    return events;
+}
+
+static void wait_status(QTestState *qts, const char *status)
+{
+    gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+
+    for (;;) {
+        QDict *rsp = qtest_qmp_assert_success_ref(qts,
+                                                  "{'execute': 'query-status'}");
+        bool match = !strcmp(qdict_get_str(rsp, "status"), status);
+
+        qobject_unref(rsp);
+        if (match) {
+            return;
+        }
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+}
+
+static QDict *event_data(GPtrArray *events, guint i)
+{
+    return qdict_get_qdict(g_ptr_array_index(events, i), "data");
+}
+
+static void test_qmp_basic(void)
+{
+    QTestState *qts = start_qtest(NULL);
+    g_autofree char *path = g_build_filename(g_get_tmp_dir(),
+                                             "spp-test-vec-XXXXXX", NULL);
+    g_autofree char *contents = NULL;
+    gsize len;
+    QDict *info;
+    int fd;
+
+    info = query_spp(qts);
+    g_assert_cmpstr(qdict_get_str(info, "backend"), ==, "emulated");
+    g_assert_cmpstr(qdict_get_str(info, "policy"), ==, "block");
+    g_assert_cmpuint(get_u(info, "protected-pages"), ==, 0);
+    g_assert_cmpuint(get_u(info, "regions"), ==, 0);
+    qobject_unref(info);
+
+    set_subpage(qts, GFN_P, 2, 0xffff0000);
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0xffff0000);
+    g_assert_cmphex(get_vector(qts, GFN_Q), ==, 0xffff0000);
+    g_assert_cmphex(get_vector(qts, GFN_Q + 1), ==, WP_ALL);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, 2);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 1);
+
+    /* get-subpage writes little-endian u32 vectors */
+    fd = g_mkstemp(path);
+    g_assert(fd >= 0);
+    close(fd);
+    qtest_qmp_assert_success(qts, "{'execute': 'get-subpage', 'arguments': "
+                             "{'base_gfn': %d, 'npages': 3, 'filename': %s}}",
+                             GFN_P, path);
+    g_assert(g_file_get_contents(path, &contents, &len, NULL));
+    g_assert_cmpuint(len, ==, 12);
+    g_assert_cmphex((uint32_t)ldl_le_p(contents), ==, 0xffff0000);
+    g_assert_cmphex((uint32_t)ldl_le_p(contents + 4), ==, 0xffff0000);
+    g_assert_cmphex((uint32_t)ldl_le_p(contents + 8), ==, WP_ALL);
+    unlink(path);
+
+    /* A far-away page is a second overlay; clearing returns to nothing. */
+    set_subpage(qts, 0x2000, 1, 0);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 2);
+    set_subpage(qts, GFN_P, 2, WP_ALL);
+    set_subpage(qts, 0x2000, 1, WP_ALL);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 0);
+
+    qtest_quit(qts);
+}
+
+static void test_qmp_errors(void)
+{
+    QTestState *qts = start_qtest(NULL);
+
+    set_subpage(qts, GFN_P, 1, 0x0000ffff);
+
+    expect_error(qts, "npages must be at least 1",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 256, 'npages': 0, 'wp_map': 0}}"));
+    expect_error(qts, "overflows",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 18446744073709551615, 'npages': 2,"
+                           " 'wp_map': 0}}"));
+    expect_error(qts, "overflows",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 1, 'npages': 18446744073709551615,"
+                           " 'wp_map': 0}}"));
+    /* beyond the 64 MiB of RAM */
+    expect_error(qts, "outside guest RAM",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 65536, 'npages': 1, 'wp_map': 0}}"));
+    /* the BIOS ROM */
+    expect_error(qts, "pc.bios",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 1048575, 'npages': 1, "
+                           "'wp_map': 0}}"));
+    /* MMIO: the I/O APIC at 0xfec00000 */
+    expect_error(qts, "is not guest RAM",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 1043456, 'npages': 1, "
+                           "'wp_map': 0}}"));
+    /* A range that starts in RAM and runs past its end: nothing changes */
+    expect_error(qts, "outside guest RAM",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 16380, 'npages': 8, 'wp_map': 0}}"));
+    g_assert_cmphex(get_vector(qts, 16380), ==, WP_ALL);
+    g_assert_cmphex(get_vector(qts, 16383), ==, WP_ALL);
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0x0000ffff);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, 1);
+
+    /* wp_map is 32 bits */
+    expect_error(qts, "wp_map",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 256, 'npages': 1, "
+                           "'wp_map': 4294967296}}"));
+    expect_error(qts, "cannot write",
+                 qtest_qmp(qts, "{'execute': 'get-subpage', 'arguments': "
+                           "{'base_gfn': 256, 'npages': 1, 'filename': "
+                           "'/nonexistent-dir/spp'}}"));
+    expect_error(qts, "outside guest RAM",
+                 qtest_qmp(qts, "{'execute': 'get-subpage', 'arguments': "
+                           "{'base_gfn': 65536, 'npages': 1, 'filename': "
+                           "'/dev/null'}}"));
+    expect_error(qts, "above the limit",
+                 qtest_qmp(qts, "{'execute': 'query-subpage', 'arguments': "
+                           "{'base-gfn': 0, 'npages': 65537}}"));
+    expect_error(qts, "npages must be at least 1",
+                 qtest_qmp(qts, "{'execute': 'query-subpage', 'arguments': "
+                           "{'base-gfn': 0, 'npages': 0}}"));
+    expect_error(qts, "Parameter 'policy'",
+                 qtest_qmp(qts, "{'execute': 'set-spp-policy', 'arguments': "
+                           "{'policy': 'explode'}}"));
+
+    /* QEMU still runs and kept its state */
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0x0000ffff);
+    qtest_quit(qts);
+}
+
+static void test_hmp(void)
+{
+    QTestState *qts = start_qtest(NULL);
+    g_autofree char *path = g_build_filename(g_get_tmp_dir(),
+                                             "spp-test-hmp-XXXXXX", NULL);
+    g_autofree char *contents = NULL;
+    char *out;
+    gsize len;
+    int fd;
+
+    out = qtest_hmp(qts, "set-subpage 0x100 2 0xffff0000");
+    g_assert_cmpstr(out, ==, "");
+    g_free(out);
+    g_assert_cmphex(get_vector(qts, GFN_Q), ==, 0xffff0000);
+
+    out = qtest_hmp(qts, "info subpage 0x100 3");
+    g_assert(strstr(out, "0x0000000000000100 0xffff0000 "
+                    "----------------wwwwwwwwwwwwwwww"));
+    g_assert(strstr(out, "0x0000000000000102 0xffffffff "
+                    "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww"));
+    g_free(out);
+
+    out = qtest_hmp(qts, "info spp");
+    g_assert(strstr(out, "backend: emulated"));
+    g_assert(strstr(out, "policy: block"));
+    g_assert(strstr(out, "protected pages: 2"));
+    g_free(out);
+
+    fd = g_mkstemp(path);
+    g_assert(fd >= 0);
+    close(fd);
+    /* as for pmemsave, a path starting with / must be quoted */
+    out = qtest_hmp(qts, "get-subpage 0x100 1 \"%s\"", path);
+    g_assert_cmpstr(out, ==, "");
+    g_free(out);
+    g_assert(g_file_get_contents(path, &contents, &len, NULL));
+    g_assert_cmpuint(len, ==, 4);
+    g_assert_cmphex((uint32_t)ldl_le_p(contents), ==, 0xffff0000);
+    unlink(path);
+
+    out = qtest_hmp(qts, "spp-policy report 7");
+    g_assert_cmpstr(out, ==, "");
+    g_free(out);
+    out = qtest_hmp(qts, "info spp");
+    g_assert(strstr(out, "policy: report"));
+    g_assert(strstr(out, "event rate limit: 7 per second"));
+    g_free(out);
+
+    /* errors are reported and change nothing */
+    out = qtest_hmp(qts, "set-subpage 0x100 0 0");
+    g_assert(strstr(out, "npages must be at least 1"));
+    g_free(out);
+    out = qtest_hmp(qts, "set-subpage 0x100 1 0x100000000");
+    g_assert(strstr(out, "wp_map"));
+    g_free(out);
+    out = qtest_hmp(qts, "spp-policy explode");
+    g_assert(strstr(out, "explode"));
+    g_free(out);
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0xffff0000);
+
+    out = qtest_hmp(qts, "help set-subpage");
+    g_assert(strstr(out, "base_gfn npages wp_map"));
+    g_free(out);
+    qtest_quit(qts);
+}
+
+/* One write from a "device" (the qtest protocol) into sub-page 0 of P. */
+static void check_policy(QTestState *qts, const char *policy,
+                         bool lands, uint32_t wp_after)
+{
+    GPtrArray *events;
+    QDict *data;
+
+    qtest_writeb(qts, SPP_PAGE_P, 0);
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': %s}}", policy);
+    qtest_writel(qts, SPP_PAGE_P + 126, 0x11223344);
+
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 126), ==,
+                    lands ? 0x44 : 0);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 127), ==,
+                    lands ? 0x33 : 0);
+    /* bytes in the writable sub-page 1 always land */
+    g_assert_cmphex(qtest_readw(qts, SPP_PAGE_P + 128), ==, 0x1122);
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, wp_after);
+
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, ==, 1);
+    data = event_data(events, 0);
+    g_assert_cmpuint(get_u(data, "gpa"), ==, SPP_PAGE_P + 126);
+    g_assert_cmpuint(get_u(data, "gfn"), ==, GFN_P);
+    g_assert_cmpuint(get_u(data, "subpage"), ==, 0);
+    g_assert_cmpuint(get_u(data, "size"), ==, 4);
+    g_assert_cmpstr(qdict_get_str(data, "source"), ==, "device");
+    g_assert(!qdict_haskey(data, "cpu-index"));
+    g_assert_cmpstr(qdict_get_str(data, "action"), ==, policy);
+    g_assert_cmpuint(get_u(data, "suppressed"), ==, 0);
+    g_ptr_array_free(events, true);
+    set_subpage(qts, GFN_P, 1, WP_ALL);
+    qtest_writel(qts, SPP_PAGE_P + 124, 0);
+    qtest_writel(qts, SPP_PAGE_P + 128, 0);
+}
+
+static void test_policies(void)
+{
+    QTestState *qts = start_qtest("-spp policy=report");
+    QDict *rsp;
+
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 0);
+    rsp = query_spp(qts);
+    g_assert_cmpstr(qdict_get_str(rsp, "policy"), ==, "report");
+    qobject_unref(rsp);
+
+    check_policy(qts, "block", false, 0xfffffffe);
+    check_policy(qts, "report", true, 0xfffffffe);
+    check_policy(qts, "unprotect", true, WP_ALL);
+
+    /* An allowed write is not a violation. */
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_writeb(qts, SPP_PAGE_P + 128, 0x5a);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 128), ==, 0x5a);
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 3);
+    g_assert_cmpuint(spp_counter(qts, "violations-device"), ==, 3);
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 2);
+    set_subpage(qts, GFN_P, 1, WP_ALL);
+
+    /* pause: dropped and the VM stops; cont resumes */
+    check_policy(qts, "pause", false, 0xfffffffe);
+    wait_status(qts, "paused");
+    qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
+    wait_status(qts, "running");
+    qtest_quit(qts);
+}
+
+static void test_rate_limit(void)
+{
+    QTestState *qts = start_qtest("-spp event-rate=5");
+    GPtrArray *events;
+    uint64_t sent, suppressed;
+    gint64 t0, elapsed;
+    int i;
+
+    set_subpage(qts, GFN_P, 1, 0);
+    t0 = g_get_monotonic_time();
+    for (i = 0; i < 50; i++) {
+        qtest_writeb(qts, SPP_PAGE_P + i, 0xee);
+    }
+    elapsed = g_get_monotonic_time() - t0;
+    events = take_events(qts);
+    sent = spp_counter(qts, "events-sent");
+    suppressed = spp_counter(qts, "events-suppressed");
+
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 50);
+    g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 50);
+    g_assert_cmpuint(sent + suppressed, ==, 50);
+    g_assert_cmpuint(events->len, ==, sent);
+    g_assert_cmpuint(sent, <=, 5 * (elapsed / G_USEC_PER_SEC + 2));
+    g_assert_cmpuint(sent, >=, 5);
+    g_assert_cmpuint(suppressed, >, 0);
+    g_ptr_array_free(events, true);
+    for (i = 0; i < 50; i++) {
+        g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + i), ==, 0);
+    }
+
+    /* After the window, the next event reports what was suppressed. */
+    g_usleep(1100 * 1000);
+    qtest_writeb(qts, SPP_PAGE_P, 0xee);
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, ==, 1);
+    g_assert_cmpuint(get_u(event_data(events, 0), "suppressed"), ==,
+                     suppressed);
+    g_ptr_array_free(events, true);
+    qtest_quit(qts);
+}
+
+/* edu registers */
+#define EDU_FACT        0x08
+#define EDU_DMA_SRC     0x80
+#define EDU_DMA_DST     0x88
+#define EDU_DMA_CNT     0x90
+#define EDU_DMA_CMD     0x98
+#define EDU_DMA_BUF     0x40000
+#define EDU_CMD_START   1
+#define EDU_CMD_TO_RAM  2
+
+static void edu_dma(QTestState *qts, QPCIDevice *dev, QPCIBar bar,
+                    uint64_t src, uint64_t dst, uint64_t cnt, bool to_ram)
+{
+    qpci_io_writeq(dev, bar, EDU_DMA_SRC, src);
+    qpci_io_writeq(dev, bar, EDU_DMA_DST, dst);
+    qpci_io_writeq(dev, bar, EDU_DMA_CNT, cnt);
+    qpci_io_writeq(dev, bar, EDU_DMA_CMD,
+                   EDU_CMD_START | (to_ram ? EDU_CMD_TO_RAM : 0));
+    qtest_clock_step(qts, 200 * 1000 * 1000);
+    g_assert_cmphex(qpci_io_readq(dev, bar, EDU_DMA_CMD) & EDU_CMD_START, ==,
+                    0);
+}
+
+static void test_dma_edu(void)
+{
+    QTestState *qts = start_qtest("-device edu,addr=04.0");
+    QPCIBus *bus = qpci_new_pc(qts, NULL);
+    QPCIDevice *dev = qpci_device_find(bus, QPCI_DEVFN(4, 0));
+    const uint64_t src = 0x300000, other = 0x301000;
+    uint8_t pattern[256], buf[256];
+    GPtrArray *events;
+    QDict *data;
+    QPCIBar bar;
+    int i;
+
+    g_assert(dev);
+    qpci_device_enable(dev);
+    bar = qpci_iomap(dev, 0, NULL);
+
+    for (i = 0; i < sizeof(pattern); i++) {
+        pattern[i] = i + 1;
+    }
+    qtest_memwrite(qts, src, pattern, sizeof(pattern));
+    /* RAM -> edu buffer, then the buffer -> a protected page */
+    edu_dma(qts, dev, bar, src, EDU_DMA_BUF, sizeof(pattern), false);
+    set_subpage(qts, GFN_P, 1, 0xfffffffd);        /* sub-page 1 protected */
+    edu_dma(qts, dev, bar, EDU_DMA_BUF, SPP_PAGE_P + 64, sizeof(pattern),
+            true);
+
+    qtest_memread(qts, SPP_PAGE_P + 64, buf, sizeof(buf));
+    for (i = 0; i < sizeof(buf); i++) {
+        uint64_t off = 64 + i;
+        bool writable = off < 128 || off >= 256;
+
+        g_assert_cmphex(buf[i], ==, writable ? pattern[i] : 0);
+    }
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, >=, 1);
+    for (i = 0; i < events->len; i++) {
+        data = event_data(events, i);
+        g_assert_cmpstr(qdict_get_str(data, "source"), ==, "device");
+        g_assert_cmpuint(get_u(data, "gfn"), ==, GFN_P);
+        g_assert_cmpuint(get_u(data, "subpage"), ==, 1);
+        g_assert_cmpstr(qdict_get_str(data, "action"), ==, "block");
+    }
+    g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 128);
+    g_assert_cmpuint(spp_counter(qts, "violations-device"), ==, events->len);
+    g_ptr_array_free(events, true);
+
+    /* The device keeps working: DMA elsewhere, and its registers. */
+    edu_dma(qts, dev, bar, EDU_DMA_BUF, other, sizeof(pattern), true);
+    qtest_memread(qts, other, buf, sizeof(buf));
+    g_assert(memcmp(buf, pattern, sizeof(buf)) == 0);
+    qpci_io_writel(dev, bar, EDU_FACT, 5);
+    qtest_clock_step(qts, 1000 * 1000);
+    for (i = 0; i < 1000 && qpci_io_readl(dev, bar, EDU_FACT) != 120; i++) {
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(qpci_io_readl(dev, bar, EDU_FACT), ==, 120);
+
+    g_free(dev);
+    qpci_free_pc(bus);
+    qtest_quit(qts);
+}
+
+/* The guest: start it, wait for it to be ready. */
+static QTestState *start_guest(const char *accel, const char *extra)
+{
+    QTestState *qts = qtest_initf("-machine q35 -m 64 -accel %s -bios %s %s",
+                                  accel, guest_bin, extra ? extra : "");
+    gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+
+    while (qtest_readl(qts, SPP_MB_READY) != SPP_MB_READY_MAGIC) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+    return qts;
+}
+
+static void guest_run(QTestState *qts, uint32_t cmd, uint32_t arg)
+{
+    uint32_t done = qtest_readl(qts, SPP_MB_DONE);
+    gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+
+    qtest_writel(qts, SPP_MB_ARG, arg);
+    qtest_writel(qts, SPP_MB_CMD, cmd);
+    while (qtest_readl(qts, SPP_MB_DONE) == done) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+}
+
+/* The model of the store matrix in spp-guest.S over pages P and Q. */
+typedef struct Model {
+    uint8_t mem[8192];
+    uint32_t wp[2];
+    uint64_t blocked;
+    GHashTable *first_blocked;   /* (gfn << 5 | subpage) of each store */
+} Model;
+
+static void model_store(Model *m, unsigned off, uint64_t val, unsigned size)
+{
+    bool seen = false;
+    unsigned i;
+
+    for (i = 0; i < size; i++) {
+        unsigned o = off + i;
+        unsigned sub = (o % 4096) / 128;
+
+        if ((m->wp[o / 4096] >> sub) & 1) {
+            m->mem[o] = val >> (8 * (i % 8));
+        } else {
+            m->blocked++;
+            if (!seen) {
+                seen = true;
+                g_hash_table_add(m->first_blocked, GUINT_TO_POINTER(
+                    ((GFN_P + o / 4096) << 5) | sub));
+            }
+        }
+    }
+}
+
+static void model_matrix(Model *m)
+{
+    unsigned i;
+
+    for (i = 0; i < 32; i++) {
+        unsigned b = 128 * i;
+
+        model_store(m, b + 0, 0x11, 1);
+        model_store(m, b + 2, 0x2222, 2);
+        model_store(m, b + 4, 0x33333333, 4);
+        model_store(m, b + 8, 0x4444444444444444ULL, 8);
+        model_store(m, b + 16, 0x55555555, 4);
+        model_store(m, b + 20, 0x66666666, 4);
+        model_store(m, b + 124, 0x7777777777777777ULL, 8);
+    }
+    for (i = 0; i < 80; i++) {
+        model_store(m, 4096 - 40 + i, 0x88, 1);
+    }
+}
+
+static void test_guest_matrix(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, "-spp event-rate=0");
+    Model m = { .wp = { 0x33333333, 0xfffffffd } };
+    uint8_t mem[8192];
+    GPtrArray *events;
+    GHashTable *seen = g_hash_table_new(NULL, NULL);
+    GHashTableIter it;
+    gpointer key;
+    unsigned i;
+
+    m.first_blocked = g_hash_table_new(NULL, NULL);
+    set_subpage(qts, GFN_P, 1, m.wp[0]);
+    set_subpage(qts, GFN_Q, 1, m.wp[1]);
+    guest_run(qts, SPP_CMD_MATRIX, 0);
+    model_matrix(&m);
+
+    qtest_memread(qts, SPP_PAGE_P, mem, sizeof(mem));
+    for (i = 0; i < sizeof(mem); i++) {
+        if (mem[i] != m.mem[i]) {
+            g_error("%s: byte at P+0x%x is 0x%02x, model says 0x%02x",
+                    accel, i, mem[i], m.mem[i]);
+        }
+    }
+
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, >, 0);
+    for (i = 0; i < events->len; i++) {
+        QDict *d = event_data(events, i);
+        uint64_t gfn = get_u(d, "gfn");
+        unsigned sub = get_u(d, "subpage");
+
+        g_assert_cmpstr(qdict_get_str(d, "source"), ==, "cpu");
+        g_assert_cmpint(qdict_get_int(d, "cpu-index"), ==, 0);
+        g_assert_cmpstr(qdict_get_str(d, "action"), ==, "block");
+        g_assert(gfn == GFN_P || gfn == GFN_Q);
+        /* every reported sub-page is a protected one */
+        g_assert_false((m.wp[gfn - GFN_P] >> sub) & 1);
+        g_hash_table_add(seen, GUINT_TO_POINTER((gfn << 5) | sub));
+    }
+    /* every store that hit a protected sub-page was reported */
+    g_hash_table_iter_init(&it, m.first_blocked);
+    while (g_hash_table_iter_next(&it, &key, NULL)) {
+        g_assert(g_hash_table_contains(seen, key));
+    }
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, events->len);
+    g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, m.blocked);
+
+    g_ptr_array_free(events, true);
+    g_hash_table_destroy(seen);
+    g_hash_table_destroy(m.first_blocked);
+    qtest_quit(qts);
+}
+
+/* A guest hammering a protected sub-page: exact counters, few events. */
+static void test_guest_hammer(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, "-spp event-rate=10");
+    const uint32_t n = 20000;
+    GPtrArray *events;
+    gint64 t0 = g_get_monotonic_time();
+    uint64_t sent;
+
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    guest_run(qts, SPP_CMD_HAMMER, n);
+    events = take_events(qts);
+    sent = spp_counter(qts, "events-sent");
+
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, n);
+    g_assert_cmpuint(sent + spp_counter(qts, "events-suppressed"), ==, n);
+    g_assert_cmpuint(events->len, ==, sent);
+    g_assert_cmpuint(sent, <=,
+                     10 * ((g_get_monotonic_time() - t0) / G_USEC_PER_SEC + 2));
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P), ==, 0);
+    g_ptr_array_free(events, true);
+    qtest_quit(qts);
+}
+
+/* pause with a vCPU: the store is dropped and the VM stops. */
+static void test_guest_pause(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, "-spp policy=pause");
+
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_writel(qts, SPP_MB_ARG, 1);
+    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_DWORD_LOOP);
+    qtest_qmp_eventwait(qts, "STOP");
+    wait_status(qts, "paused");
+    g_assert_cmphex(qtest_readl(qts, SPP_PAGE_P + 4), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, 1);
+
+    /* the host lifts the protection and resumes: the guest finishes */
+    set_subpage(qts, GFN_P, 1, WP_ALL);
+    qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
+    while (qtest_readl(qts, SPP_MB_DONE) == 0) {
+        g_usleep(1000);
+    }
+    qtest_quit(qts);
+}
+
+static bool kvm_usable(void)
+{
+    int fd;
+
+    if (!qtest_has_accel("kvm")) {
+        return false;
+    }
+    fd = open("/dev/kvm", O_RDWR);
+    if (fd < 0) {
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+static void add_guest_tests(const char *accel)
+{
+    g_autofree char *m = g_strdup_printf("/spp/%s/guest-matrix", accel);
+    g_autofree char *h = g_strdup_printf("/spp/%s/guest-hammer", accel);
+    g_autofree char *p = g_strdup_printf("/spp/%s/guest-pause", accel);
+
+    qtest_add_data_func(m, accel, test_guest_matrix);
+    qtest_add_data_func(h, accel, test_guest_hammer);
+    qtest_add_data_func(p, accel, test_guest_pause);
+}
+
+int main(int argc, char **argv)
+{
+    int fd, ret;
+
+    g_test_init(&argc, &argv, NULL);
+
+    guest_bin = g_build_filename(g_get_tmp_dir(), "spp-guest-XXXXXX", NULL);
+    fd = g_mkstemp(guest_bin);
+    g_assert(fd >= 0);
+    g_assert(write(fd, spp_guest_bin, sizeof(spp_guest_bin)) ==
+             sizeof(spp_guest_bin));
+    close(fd);
+
+    qtest_add_func("/spp/qmp/basic", test_qmp_basic);
+    qtest_add_func("/spp/qmp/errors", test_qmp_errors);
+    qtest_add_func("/spp/hmp", test_hmp);
+    qtest_add_func("/spp/policies", test_policies);
+    qtest_add_func("/spp/rate-limit", test_rate_limit);
+    qtest_add_func("/spp/dma/edu", test_dma_edu);
+    if (qtest_has_accel("tcg")) {
+        add_guest_tests("tcg");
+    } else {
+        g_test_message("TCG is not built in: skipping the TCG guest tests");
+    }
+    if (kvm_usable()) {
+        add_guest_tests("kvm");
+    } else {
+        g_test_message("/dev/kvm cannot be used here: skipping the KVM "
+                       "guest tests");
+    }
+
+    ret = g_test_run();
+    unlink(guest_bin);
+    g_free(guest_bin);
+    return ret;
+}
