@@ -26,5 +26,6 @@
 #define SPP_CMD_MATRIX      1
 #define SPP_CMD_HAMMER      2
 #define SPP_CMD_DWORD_LOOP  3
+#define SPP_CMD_DEMO        4
 
 #endif

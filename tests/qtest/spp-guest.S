@@ -12,7 +12,12 @@
  * Commands:
  *   1  the store matrix over the pages at SPP_PAGE_P and SPP_PAGE_Q
  *   2  ARG byte stores of 0xab to SPP_PAGE_P (hammer)
- *   3  ARG dword stores of 0x01020304 to SPP_PAGE_P + 4 then halt
+ *   3  ARG dword stores of 0x01020304 to SPP_PAGE_P + 4
+ *   4  demo: for i = 1 .. ARG, store i to SPP_PAGE_P + 0x10 and to
+ *      SPP_PAGE_P + 0x810, then wait a little
+ *
+ * Built with -DSPP_AUTORUN=ARG, the guest starts the demo command by
+ * itself (scripts/spp/demo.sh uses that).
  *
  * Copyright (c) 2026 The QEMU SPP fork developers
  *
@@ -54,6 +59,10 @@ pm_entry:
         movl    %eax, %cr4
 
         movl    $SPP_MB_READY_MAGIC, SPP_MB_READY
+#ifdef SPP_AUTORUN
+        movl    $SPP_AUTORUN, SPP_MB_ARG
+        movl    $SPP_CMD_DEMO, SPP_MB_CMD
+#endif
 
 wait_cmd:
         movl    SPP_MB_CMD, %eax
@@ -65,6 +74,8 @@ wait_cmd:
         je      cmd_hammer
         cmpl    $3, %eax
         je      cmd_dword_loop
+        cmpl    $4, %eax
+        je      cmd_demo
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -131,6 +142,21 @@ cmd_dword_loop:
         movl    $0x01020304, (%edi)
         decl    %ecx
         jnz     3b
+        jmp     cmd_done
+
+cmd_demo:
+        movl    $1, %ebx
+4:
+        movl    %ebx, SPP_PAGE_P + 0x10
+        movl    %ebx, SPP_PAGE_P + 0x810
+        movl    $4000000, %ecx
+5:
+        pause
+        decl    %ecx
+        jnz     5b
+        incl    %ebx
+        cmpl    SPP_MB_ARG, %ebx
+        jbe     4b
         jmp     cmd_done
 
         .p2align 3

@@ -1,0 +1,69 @@
+#!/bin/bash
+# Check the fork's patch series and files:
+#  1. every patch applies to the pristine base with no offset or fuzz;
+#  2. regenerating the series from the result gives byte-identical
+#     patches (update-patches is reproducible and patches/ is current);
+#  3. QEMU's scripts/checkpatch.pl reports no error on the patches and on
+#     our own C sources and headers.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+need patch perl python3
+
+"$TOP/scripts/spp/fetch-base.sh"
+STAGE=$BUILD/check-stage
+trap 'rm -rf "$STAGE" "$STAGE.regen"' EXIT
+rm -rf "$STAGE" "$STAGE.regen"
+cp -al "$BASE" "$STAGE"
+rm -f "$STAGE/.spp-base-pin"
+overlay_files | while read -r f; do
+    mkdir -p "$STAGE/$(dirname "$f")"
+    cp -p --remove-destination "$TOP/$f" "$STAGE/$f"
+done
+
+fail=0
+step check-patches "applying patches/series to the pristine base"
+while read -r p; do
+    out=$(patch -d "$STAGE" -p1 --forward --batch -F0 \
+          --no-backup-if-mismatch -i "$TOP/patches/$p" 2>&1) || {
+        echo "$out"; echo "FAIL: $p does not apply"; fail=1; continue; }
+    if grep -Eq 'offset|fuzz' <<<"$out"; then
+        echo "$out"; echo "FAIL: $p applies only with offset or fuzz"; fail=1
+    else
+        echo "ok: $p"
+    fi
+done < <(series_patches)
+
+step check-patches "regenerating the series (must be byte-identical)"
+python3 "$TOP/scripts/spp/update-patches.py" --base "$BASE" --tree "$STAGE" \
+    --out "$STAGE.regen" >/dev/null
+if diff -r -u "$TOP/patches" "$STAGE.regen"; then
+    echo "ok: patches/ is what update-patches produces"
+else
+    echo "FAIL: patches/ differs from a regenerated series"; fail=1
+fi
+
+step check-patches "scripts/checkpatch.pl"
+cp_pl="$BASE/scripts/checkpatch.pl"
+check_one() {
+    local out
+    out=$(cd "$TOP" && perl "$cp_pl" --no-tree --terse "$@" 2>&1) || true
+    if grep -q 'ERROR' <<<"$out"; then
+        echo "$out"; echo "FAIL: checkpatch: $*"; fail=1
+    else
+        grep -q 'WARNING' <<<"$out" && echo "$out"
+        echo "ok: checkpatch $*"
+    fi
+}
+while read -r p; do
+    check_one "patches/$p"
+done < <(series_patches)
+while read -r f; do
+    case "$f" in
+    *.c|*.h) check_one -f "$f" ;;
+    esac
+done < <(overlay_files)
+
+if [ "$fail" != 0 ]; then
+    die "the patch series or our files need attention (see above)"
+fi
+echo "==> check-patches: all good"

@@ -1,0 +1,54 @@
+#!/bin/bash
+# The fork's test suite: build, then run
+#  - check-patches (series applies, is reproducible, checkpatch clean);
+#  - our qtests and upstream qtests through meson's test runner.
+# Ends with "N passed, N failed" (test programs and checks).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+QTESTS="spp-test qmp-test qmp-cmd-test"
+targets=""
+for t in $QTESTS; do
+    targets="$targets tests/qtest/$t"
+done
+# shellcheck disable=SC2086
+"$TOP/scripts/spp/build.sh" $targets
+
+passed=0
+failed=0
+if "$TOP/scripts/spp/check-patches.sh"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+fi
+
+step test "meson test: $QTESTS"
+names=""
+for t in $QTESTS; do
+    names="$names qtest-x86_64/$t"
+done
+log=$BUILD/check.log
+set +e
+# shellcheck disable=SC2086
+(cd "$OBJ" && "$OBJ/pyvenv/bin/meson" test --no-rebuild --print-errorlogs \
+     $names) 2>&1 | tee "$log"
+set -e
+ok=$(sed -n 's/^Ok:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
+expfail=$(sed -n 's/^Expected Fail:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
+fail=$(sed -n 's/^Fail:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
+unexp=$(sed -n 's/^Unexpected Pass:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
+timeout=$(sed -n 's/^Timeout:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
+skipped=$(sed -n 's/^Skipped:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
+if [ -z "$ok" ]; then
+    echo "error: meson test printed no summary (see $log)" >&2
+    failed=$((failed + 1))
+fi
+passed=$((passed + ${ok:-0} + ${expfail:-0}))
+failed=$((failed + ${fail:-0} + ${unexp:-0} + ${timeout:-0}))
+
+# Sub-tests that the test programs skipped, with their reasons.
+grep -h '^# .*skipping\|SKIP' "$OBJ"/meson-logs/testlog.txt 2>/dev/null |
+    sort -u | sed 's/^/note: /' || true
+
+echo "$passed passed, $failed failed, ${skipped:-0} skipped"
+[ "$failed" = 0 ]
