@@ -201,12 +201,64 @@ static bool spp_piece_contiguous(const SppPiece *a, const SppPiece *b)
     return a->shadow == b->shadow && b->gpa - a->gpa == b->offset - a->offset;
 }
 
+/* A RAM range of the system memory's flat view. */
+typedef struct SppRamRange {
+    hwaddr start;
+    uint64_t size;
+    MemoryRegion *ram;
+    hwaddr offset;
+} SppRamRange;
+
+static bool spp_collect_ram(Int128 start, Int128 len, const MemoryRegion *mr,
+                            hwaddr offset_in_region, void *opaque)
+{
+    MemoryRegion *ram = spp_emulated_ram_of((MemoryRegion *)mr);
+    GArray *ranges = opaque;
+
+    if (memory_region_is_ram(ram)) {
+        SppRamRange r = {
+            .start = int128_get64(start),
+            .size = int128_get64(len),
+            .ram = ram,
+            .offset = offset_in_region,
+        };
+        g_array_append_val(ranges, r);
+    }
+    return false;
+}
+
+static SppRamRange *spp_ram_range_find(GArray *ranges, hwaddr addr)
+{
+    guint lo = 0, hi = ranges->len;
+
+    while (lo < hi) {
+        guint mid = (lo + hi) / 2;
+        SppRamRange *r = &g_array_index(ranges, SppRamRange, mid);
+
+        if (r->start + r->size <= addr) {
+            lo = mid + 1;
+        } else if (r->start > addr) {
+            hi = mid;
+        } else {
+            return r;
+        }
+    }
+    return NULL;
+}
+
 /* Map the protected runs to (shadow, offset) pieces, sorted by gpa. */
 static GArray *spp_pieces(void)
 {
     g_autoptr(GArray) runs = spp_protected_runs();
+    g_autoptr(GArray) ram = g_array_new(false, false, sizeof(SppRamRange));
     GArray *pieces = g_array_new(false, false, sizeof(SppPiece));
     guint r;
+
+    WITH_RCU_READ_LOCK_GUARD() {
+        flatview_for_each_range(address_space_to_flatview(
+                                    &address_space_memory),
+                                spp_collect_ram, ram);
+    }
 
     for (r = 0; r < runs->len; r++) {
         SppRun *run = &g_array_index(runs, SppRun, r);
@@ -214,25 +266,18 @@ static GArray *spp_pieces(void)
         hwaddr end = (run->gfn + run->npages) << SPP_PAGE_SHIFT;
 
         while (addr < end) {
-            MemoryRegionSection s = memory_region_find(get_system_memory(),
-                                                       addr, end - addr);
-            MemoryRegion *ram = spp_emulated_ram_of(s.mr);
+            SppRamRange *rr = spp_ram_range_find(ram, addr);
             SppPiece p;
 
-            if (!s.mr || !memory_region_is_ram(ram) ||
-                s.offset_within_address_space != addr) {
+            if (!rr) {
                 /* No longer RAM (unplugged): nothing left to enforce. */
-                if (s.mr) {
-                    memory_region_unref(s.mr);
-                }
                 addr += SPP_PAGE_SIZE;
                 continue;
             }
             p.gpa = addr;
-            p.size = int128_get64(s.size);
-            p.shadow = spp_shadow_get(ram);
-            p.offset = s.offset_within_region;
-            memory_region_unref(s.mr);
+            p.size = MIN(end, rr->start + rr->size) - addr;
+            p.shadow = spp_shadow_get(rr->ram);
+            p.offset = rr->offset + (addr - rr->start);
 
             if (pieces->len) {
                 SppPiece *last = &g_array_index(pieces, SppPiece,
@@ -427,7 +472,7 @@ static bool spp_emulated_update(uint64_t gfn, uint64_t npages, Error **errp)
         spp_overlays = g_ptr_array_new();
         spp_overlays_by_offset = g_ptr_array_new();
     }
-    if (spp_range_covered(gfn, npages)) {
+    if (npages && spp_range_covered(gfn, npages)) {
         /* Only vectors changed: the write path reads them directly. */
         return true;
     }

@@ -45,7 +45,7 @@ typedef struct SppChunk {
 } SppChunk;
 
 typedef struct SppState {
-    GHashTable *chunks;          /* chunk index -> SppChunk */
+    GTree *chunks;               /* chunk index -> SppChunk, sorted */
     uint64_t nprot;              /* pages whose vector is not SPP_WP_ALL */
     SppPolicy policy;
     uint32_t event_rate;         /* events per second, 0 = unlimited */
@@ -68,13 +68,20 @@ static SppState spp = {
     .event_rate = SPP_DEFAULT_EVENT_RATE,
 };
 
+static gint spp_key_cmp(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    gsize x = GPOINTER_TO_SIZE(a);
+    gsize y = GPOINTER_TO_SIZE(b);
+
+    return x < y ? -1 : x > y;
+}
+
 static void spp_init_once(void)
 {
     if (spp.chunks) {
         return;
     }
-    spp.chunks = g_hash_table_new_full(g_direct_hash, g_direct_equal,
-                                       NULL, g_free);
+    spp.chunks = g_tree_new_full(spp_key_cmp, NULL, NULL, g_free);
     if (!spp.ops) {
         spp.ops = &spp_emulated_ops;
         spp.reason = "QEMU enforces sub-page protection itself: no kernel "
@@ -93,12 +100,12 @@ static SppChunk *spp_chunk(uint64_t gfn, bool create)
     SppChunk *c;
 
     spp_init_once();
-    c = g_hash_table_lookup(spp.chunks, key);
+    c = g_tree_lookup(spp.chunks, key);
     if (!c && create) {
         c = g_new(SppChunk, 1);
         memset(c->vec, 0xff, sizeof(c->vec));
         c->nprot = 0;
-        g_hash_table_insert(spp.chunks, key, c);
+        g_tree_insert(spp.chunks, key, c);
     }
     return c;
 }
@@ -132,8 +139,7 @@ static void spp_store_vector(uint64_t gfn, uint32_t wp)
     }
     *v = wp;
     if (!c->nprot) {
-        g_hash_table_remove(spp.chunks,
-                            GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT));
+        g_tree_remove(spp.chunks, GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT));
     }
 }
 
@@ -161,8 +167,8 @@ static void spp_store_range(uint64_t gfn, uint64_t npages, uint32_t wp)
                 c->vec[i] = wp;
             }
             if (!c->nprot) {
-                g_hash_table_remove(spp.chunks,
-                                    GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT));
+                g_tree_remove(spp.chunks,
+                              GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT));
             }
         }
         gfn += n;
@@ -170,43 +176,36 @@ static void spp_store_range(uint64_t gfn, uint64_t npages, uint32_t wp)
     }
 }
 
-static gint spp_key_cmp(gconstpointer a, gconstpointer b)
+static gboolean spp_collect_runs(gpointer key, gpointer value, gpointer data)
 {
-    gsize x = GPOINTER_TO_SIZE(*(gconstpointer *)a);
-    gsize y = GPOINTER_TO_SIZE(*(gconstpointer *)b);
+    GArray *runs = data;
+    SppChunk *c = value;
+    uint64_t base = (uint64_t)GPOINTER_TO_SIZE(key) << SPP_CHUNK_SHIFT;
+    unsigned i;
 
-    return x < y ? -1 : x > y;
+    for (i = 0; i < SPP_CHUNK_PAGES; i++) {
+        SppRun *last = runs->len ?
+            &g_array_index(runs, SppRun, runs->len - 1) : NULL;
+
+        if (c->vec[i] == SPP_WP_ALL) {
+            continue;
+        }
+        if (last && last->gfn + last->npages == base + i) {
+            last->npages++;
+        } else {
+            SppRun r = { .gfn = base + i, .npages = 1 };
+            g_array_append_val(runs, r);
+        }
+    }
+    return false;
 }
 
 GArray *spp_protected_runs(void)
 {
     GArray *runs = g_array_new(false, false, sizeof(SppRun));
-    g_autofree gpointer *keys = NULL;
-    guint n, k, i;
 
-    if (!spp.nprot) {
-        return runs;
-    }
-    keys = g_hash_table_get_keys_as_array(spp.chunks, &n);
-    qsort(keys, n, sizeof(*keys), spp_key_cmp);
-    for (k = 0; k < n; k++) {
-        uint64_t base = (uint64_t)GPOINTER_TO_SIZE(keys[k]) << SPP_CHUNK_SHIFT;
-        SppChunk *c = g_hash_table_lookup(spp.chunks, keys[k]);
-
-        for (i = 0; i < SPP_CHUNK_PAGES; i++) {
-            SppRun *last = runs->len ?
-                &g_array_index(runs, SppRun, runs->len - 1) : NULL;
-
-            if (c->vec[i] == SPP_WP_ALL) {
-                continue;
-            }
-            if (last && last->gfn + last->npages == base + i) {
-                last->npages++;
-            } else {
-                SppRun r = { .gfn = base + i, .npages = 1 };
-                g_array_append_val(runs, r);
-            }
-        }
+    if (spp.nprot) {
+        g_tree_foreach(spp.chunks, spp_collect_runs, runs);
     }
     return runs;
 }
@@ -267,31 +266,60 @@ static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
     return true;
 }
 
-/* Apply one vector to a range; all or nothing.  Called with the BQL. */
-static bool spp_set_range(uint64_t gfn, uint64_t npages, uint32_t wp,
-                          Error **errp)
+typedef struct SppRange {
+    uint64_t gfn;
+    uint64_t npages;
+    uint32_t wp;
+} SppRange;
+
+/*
+ * Apply a vector to each range, in order; all or nothing.  Called with
+ * the BQL.
+ */
+static bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
 {
     g_autofree uint32_t *old = NULL;
-    uint64_t i;
+    uint64_t total = 0, i, k;
+    size_t j;
 
     spp_init_once();
-    if (!spp_check_range(gfn, npages, errp)) {
-        return false;
+    for (j = 0; j < n; j++) {
+        if (!spp_check_range(r[j].gfn, r[j].npages, errp)) {
+            if (n > 1) {
+                error_prepend(errp, "entry %zu: ", j);
+            }
+            return false;
+        }
+        total += r[j].npages;
     }
 
-    old = g_new(uint32_t, npages);
-    for (i = 0; i < npages; i++) {
-        old[i] = spp_get_vector(gfn + i);
-    }
-    spp_store_range(gfn, npages, wp);
-    if (!spp.ops->update(gfn, npages, errp)) {
-        for (i = 0; i < npages; i++) {
-            spp_store_vector(gfn + i, old[i]);
-        }
-        spp.ops->update(gfn, npages, &error_abort);
+    old = g_try_new(uint32_t, total);
+    if (!old) {
+        error_setg(errp, "too many pages in one request (%" PRIu64 ")",
+                   total);
         return false;
     }
-    trace_spp_set(gfn, npages, wp, spp.nprot);
+    for (j = 0, k = 0; j < n; j++) {
+        for (i = 0; i < r[j].npages; i++) {
+            old[k++] = spp_get_vector(r[j].gfn + i);
+        }
+        spp_store_range(r[j].gfn, r[j].npages, r[j].wp);
+    }
+    if (!spp.ops->update(n == 1 ? r[0].gfn : 0, n == 1 ? r[0].npages : 0,
+                         errp)) {
+        /* Undo in reverse order, so overlapping ranges get their values. */
+        for (j = n; j-- > 0;) {
+            k -= r[j].npages;
+            for (i = 0; i < r[j].npages; i++) {
+                spp_store_vector(r[j].gfn + i, old[k + i]);
+            }
+        }
+        spp.ops->update(0, 0, &error_abort);
+        return false;
+    }
+    for (j = 0; j < n; j++) {
+        trace_spp_set(r[j].gfn, r[j].npages, r[j].wp, spp.nprot);
+    }
     return true;
 }
 
@@ -373,8 +401,10 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
             uint32_t vec = spp_get_vector(gfn);
 
             if (!allowed[i] && !((vec >> sub) & 1)) {
-                spp_store_vector(gfn, vec | (1U << sub));
-                spp.ops->update(gfn, 1, &error_abort);
+                SppRange r = { .gfn = gfn, .npages = 1,
+                               .wp = vec | (1U << sub) };
+
+                spp_set_ranges(&r, 1, &error_abort);
             }
             allowed[i] = true;
         }
@@ -399,7 +429,31 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
 void qmp_set_subpage(uint64_t base_gfn, uint64_t npages, uint32_t wp_map,
                      Error **errp)
 {
-    spp_set_range(base_gfn, npages, wp_map, errp);
+    SppRange r = { .gfn = base_gfn, .npages = npages, .wp = wp_map };
+
+    spp_set_ranges(&r, 1, errp);
+}
+
+void qmp_set_subpages(uint64List *gfns, uint32_t wp_map, Error **errp)
+{
+    g_autofree SppRange *r = NULL;
+    uint64List *l;
+    size_t n = 0;
+
+    for (l = gfns; l; l = l->next) {
+        n++;
+    }
+    if (!n) {
+        error_setg(errp, "gfns must not be empty");
+        return;
+    }
+    r = g_new(SppRange, n);
+    for (l = gfns, n = 0; l; l = l->next, n++) {
+        r[n].gfn = l->value;
+        r[n].npages = 1;
+        r[n].wp = wp_map;
+    }
+    spp_set_ranges(r, n, errp);
 }
 
 void qmp_get_subpage(uint64_t base_gfn, uint64_t npages, const char *filename,

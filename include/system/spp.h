@@ -34,10 +34,11 @@
 typedef struct SppBackendOps {
     SppBackend kind;
     /*
-     * Vectors of pages [gfn, gfn + npages) changed; make the backend's
-     * enforcement match spp_get_vector() before returning.  Only fails
-     * if the backend cannot enforce the new state, in which case the
-     * core restores the old vectors and calls @update again.
+     * Vectors of pages [gfn, gfn + npages) changed (@npages 0: vectors
+     * anywhere may have changed); make the backend's enforcement match
+     * spp_get_vector() before returning.  Only fails if the backend
+     * cannot enforce the new state, in which case the core restores the
+     * old vectors and calls @update again.
      */
     bool (*update)(uint64_t gfn, uint64_t npages, Error **errp);
     /* Number of memory regions (or slots) the backend uses, for stats. */

@@ -174,6 +174,25 @@ static void test_qmp_basic(void)
     g_assert_cmphex((uint32_t)ldl_le_p(contents + 8), ==, WP_ALL);
     unlink(path);
 
+    /* set-subpages: many pages, one vector, all or nothing */
+    qtest_qmp_assert_success(qts, "{'execute': 'set-subpages', 'arguments': "
+                             "{'gfns': [512, 768, 1024], 'wp-map': 7}}");
+    g_assert_cmphex(get_vector(qts, 512), ==, 7);
+    g_assert_cmphex(get_vector(qts, 768), ==, 7);
+    g_assert_cmphex(get_vector(qts, 1024), ==, 7);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 4);
+    expect_error(qts, "entry 1: page 0x10000",
+                 qtest_qmp(qts, "{'execute': 'set-subpages', 'arguments': "
+                           "{'gfns': [512, 65536], 'wp-map': 0}}"));
+    g_assert_cmphex(get_vector(qts, 512), ==, 7);
+    expect_error(qts, "gfns must not be empty",
+                 qtest_qmp(qts, "{'execute': 'set-subpages', 'arguments': "
+                           "{'gfns': [], 'wp-map': 0}}"));
+    qtest_qmp_assert_success(qts, "{'execute': 'set-subpages', 'arguments': "
+                             "{'gfns': [512, 768, 1024], "
+                             "'wp-map': 4294967295}}");
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 1);
+
     /* A far-away page is a second overlay; clearing returns to nothing. */
     set_subpage(qts, 0x2000, 1, 0);
     g_assert_cmpuint(spp_counter(qts, "regions"), ==, 2);
@@ -386,6 +405,23 @@ static void test_policies(void)
     wait_status(qts, "paused");
     qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
     wait_status(qts, "running");
+    qtest_quit(qts);
+}
+
+/* Protection is the host's: it survives a system reset. */
+static void test_reset(void)
+{
+    QTestState *qts = start_qtest(NULL);
+
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_qmp_assert_success(qts, "{'execute': 'system_reset'}");
+    qtest_qmp_eventwait(qts, "RESET");
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0xfffffffe);
+    qtest_writeb(qts, SPP_PAGE_P, 0x77);
+    qtest_writeb(qts, SPP_PAGE_P + 128, 0x77);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 128), ==, 0x77);
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 1);
     qtest_quit(qts);
 }
 
@@ -739,6 +775,7 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/hmp", test_hmp);
     qtest_add_func("/spp/policies", test_policies);
     qtest_add_func("/spp/rate-limit", test_rate_limit);
+    qtest_add_func("/spp/reset", test_reset);
     qtest_add_func("/spp/dma/edu", test_dma_edu);
     if (qtest_has_accel("tcg")) {
         add_guest_tests("tcg");
