@@ -11,6 +11,19 @@ need rsync patch
 STAGE=$BUILD/stage
 [ -f "$BASE/.spp-base-pin" ] || die "no base tree in $BASE (run scripts/spp/fetch-base.sh)"
 
+# Edits made in build/src since the last assembly would be overwritten:
+# they must first become patches (or be discarded on purpose).
+SPP_STEP=assemble
+stamp=$BUILD/.assembled
+if [ -f "$stamp" ] && [ -d "$SRC" ] && [ -z "${SPP_DISCARD_SRC_EDITS:-}" ]; then
+    edited=$(find "$SRC" -type f -newer "$stamp" ! -path '*/__pycache__/*' \
+             ! -name '*.pyc' | sed "s|^$SRC/||" | head -20)
+    if [ -n "$edited" ]; then
+        echo "$edited" | sed 's/^/  build\/src\//' >&2
+        die "these files were edited in build/src: run 'make update-patches' to keep the edits, or set SPP_DISCARD_SRC_EDITS=1 to drop them"
+    fi
+fi
+
 step assemble "laying our files over the base"
 rm -rf "$STAGE"
 cp -al "$BASE" "$STAGE"
@@ -37,5 +50,8 @@ done < <(series_patches)
 
 step sync "updating $SRC"
 mkdir -p "$SRC"
-rsync -a --checksum --delete "$STAGE/" "$SRC/"
+# Content decides what is copied; unchanged files keep their time (no -t),
+# changed ones get a new one, which is what ninja needs to see.
+rsync -rlpgoD --checksum --delete "$STAGE/" "$SRC/"
 rm -rf "$STAGE"
+touch "$stamp"
