@@ -464,7 +464,8 @@ static bool spp_range_covered(uint64_t gfn, uint64_t npages)
     return true;
 }
 
-static bool spp_emulated_update(uint64_t gfn, uint64_t npages, Error **errp)
+static bool spp_emulated_update(const SppRange *r, size_t n,
+                                const uint32_t *old, Error **errp)
 {
     g_autoptr(GArray) pieces = NULL;
 
@@ -472,7 +473,7 @@ static bool spp_emulated_update(uint64_t gfn, uint64_t npages, Error **errp)
         spp_overlays = g_ptr_array_new();
         spp_overlays_by_offset = g_ptr_array_new();
     }
-    if (npages && spp_range_covered(gfn, npages)) {
+    if (n == 1 && spp_range_covered(r->gfn, r->npages)) {
         /* Only vectors changed: the write path reads them directly. */
         return true;
     }

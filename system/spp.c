@@ -84,9 +84,20 @@ static void spp_init_once(void)
     spp.chunks = g_tree_new_full(spp_key_cmp, NULL, NULL, g_free);
     if (!spp.ops) {
         spp.ops = &spp_emulated_ops;
-        spp.reason = "QEMU enforces sub-page protection itself: no kernel "
-                     "SPP backend is in use";
+        spp.reason = "QEMU enforces sub-page protection itself";
     }
+}
+
+void spp_set_backend(const SppBackendOps *ops, const char *reason)
+{
+    assert(!spp.nprot);
+    spp.ops = ops;
+    spp.reason = reason;
+}
+
+SppPolicy spp_get_policy(void)
+{
+    return spp.policy;
 }
 
 bool spp_active(void)
@@ -266,12 +277,6 @@ static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
     return true;
 }
 
-typedef struct SppRange {
-    uint64_t gfn;
-    uint64_t npages;
-    uint32_t wp;
-} SppRange;
-
 /*
  * Apply a vector to each range, in order; all or nothing.  Called with
  * the BQL.
@@ -305,8 +310,7 @@ static bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
         }
         spp_store_range(r[j].gfn, r[j].npages, r[j].wp);
     }
-    if (!spp.ops->update(n == 1 ? r[0].gfn : 0, n == 1 ? r[0].npages : 0,
-                         errp)) {
+    if (!spp.ops->update(r, n, old, errp)) {
         /* Undo in reverse order, so overlapping ranges get their values. */
         for (j = n; j-- > 0;) {
             k -= r[j].npages;
@@ -314,7 +318,6 @@ static bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
                 spp_store_vector(r[j].gfn + i, old[k + i]);
             }
         }
-        spp.ops->update(0, 0, &error_abort);
         return false;
     }
     for (j = 0; j < n; j++) {

@@ -27,6 +27,13 @@
 /* Most pages that one query-subpage reply lists. */
 #define SPP_QUERY_MAX_PAGES 65536
 
+/* A vector applied to a range of pages. */
+typedef struct SppRange {
+    uint64_t gfn;
+    uint64_t npages;
+    uint32_t wp;
+} SppRange;
+
 /*
  * A backend enforces the vectors the core owns.  All hooks are called
  * with the BQL held.
@@ -34,16 +41,23 @@
 typedef struct SppBackendOps {
     SppBackend kind;
     /*
-     * Vectors of pages [gfn, gfn + npages) changed (@npages 0: vectors
-     * anywhere may have changed); make the backend's enforcement match
-     * spp_get_vector() before returning.  Only fails if the backend
-     * cannot enforce the new state, in which case the core restores the
-     * old vectors and calls @update again.
+     * The core applied @n ranges, in order; @old holds the vectors the
+     * pages had before (one per page, range after range).  Make the
+     * backend's enforcement match spp_get_vector() before returning.
+     * On failure the backend leaves its enforcement as it was; the core
+     * then restores its vectors.
      */
-    bool (*update)(uint64_t gfn, uint64_t npages, Error **errp);
+    bool (*update)(const SppRange *r, size_t n, const uint32_t *old,
+                   Error **errp);
     /* Number of memory regions (or slots) the backend uses, for stats. */
     uint64_t (*regions)(void);
 } SppBackendOps;
+
+/* Use @ops from now on (before any page is protected). */
+void spp_set_backend(const SppBackendOps *ops, const char *reason);
+
+/* The policy a violation gets now. */
+SppPolicy spp_get_policy(void);
 
 /* Current vector of @gfn (SPP_WP_ALL when the page is not protected). */
 uint32_t spp_get_vector(uint64_t gfn);

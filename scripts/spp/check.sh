@@ -7,9 +7,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 QTESTS="spp-test qmp-test qmp-cmd-test"
+UNIT_TESTS="test-kvm-spp"
 targets=""
 for t in $QTESTS; do
     targets="$targets tests/qtest/$t"
+done
+for t in $UNIT_TESTS; do
+    targets="$targets tests/unit/$t"
 done
 # shellcheck disable=SC2086
 "$TOP/scripts/spp/build.sh" $targets
@@ -22,8 +26,8 @@ else
     failed=$((failed + 1))
 fi
 
-step test "meson test: $QTESTS"
-names=""
+step test "meson test: $QTESTS $UNIT_TESTS"
+names="$UNIT_TESTS"
 for t in $QTESTS; do
     names="$names qtest-x86_64/$t"
 done

@@ -88,13 +88,27 @@ def changed_files(base, tree, ours):
             changed.append(os.path.join(rel, name))
         for name in cmp.common_files:
             path = os.path.join(rel, name)
+            a = os.path.join(base, path)
+            b = os.path.join(tree, path)
             if path in ours:
                 continue
-            if not filecmp.cmp(os.path.join(base, path),
-                               os.path.join(tree, path), shallow=False):
+            if os.path.islink(a) or os.path.islink(b):
+                # A link changes only if its target does.
+                if not (os.path.islink(a) and os.path.islink(b) and
+                        os.readlink(a) == os.readlink(b)):
+                    changed.append(path)
+            elif not filecmp.cmp(a, b, shallow=False):
                 changed.append(path)
         for name in sorted(cmp.common_dirs):
-            walk(os.path.join(rel, name))
+            path = os.path.join(rel, name)
+            a = os.path.join(base, path)
+            b = os.path.join(tree, path)
+            if os.path.islink(a) or os.path.islink(b):
+                if not (os.path.islink(a) and os.path.islink(b) and
+                        os.readlink(a) == os.readlink(b)):
+                    changed.append(path)
+                continue
+            walk(path)
 
     walk('')
     return sorted(p for p in changed if p not in ours), sorted(added)
@@ -245,6 +259,11 @@ def main():
         f.write('# Regenerate with "make update-patches"; see README.md.\n')
         for p in kept:
             f.write(p.name + '\n')
+    if not args.out:
+        # The edits in the tree are captured: the next assembly may go on.
+        stamp = os.path.join(os.path.dirname(args.tree), '.assembled')
+        if os.path.exists(stamp):
+            os.utime(stamp)
     return 0
 
 

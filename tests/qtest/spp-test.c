@@ -731,6 +731,42 @@ static void test_guest_pause(const void *opaque)
     qtest_quit(qts);
 }
 
+/* -accel kvm,spp=auto on a kernel without SPP: the emulated backend. */
+static void test_kvm_backend_auto(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 64 "
+                                 "-accel kvm,spp=auto");
+    QDict *info = query_spp(qts);
+
+    g_assert_cmpstr(qdict_get_str(info, "backend"), ==, "emulated");
+    g_test_message("backend-reason: %s",
+                   qdict_get_str(info, "backend-reason"));
+    g_assert(strstr(qdict_get_str(info, "backend-reason"),
+                    "no SPP interface"));
+    qobject_unref(info);
+    qtest_quit(qts);
+}
+
+/* -accel kvm,spp=hardware without SPP refuses to start. */
+static void test_kvm_backend_hardware(void)
+{
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *out = NULL, *err = NULL;
+    const char *argv[] = {
+        qemu, "-machine", "q35", "-accel", "kvm,spp=hardware",
+        "-display", "none", "-nodefaults", "-S", NULL,
+    };
+    int status;
+
+    g_assert(qemu);
+    g_assert(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL,
+                          NULL, &out, &err, &status, NULL));
+    g_assert_false(g_spawn_check_wait_status(status, NULL));
+    if (!strstr(err, "-accel kvm,spp=hardware: this kernel has no SPP")) {
+        g_error("unexpected stderr: %s", err);
+    }
+}
+
 static bool kvm_usable(void)
 {
     int fd;
@@ -784,6 +820,9 @@ int main(int argc, char **argv)
     }
     if (kvm_usable()) {
         add_guest_tests("kvm");
+        qtest_add_func("/spp/kvm/backend-auto", test_kvm_backend_auto);
+        qtest_add_func("/spp/kvm/backend-hardware",
+                       test_kvm_backend_hardware);
     } else {
         g_test_message("/dev/kvm cannot be used here: skipping the KVM "
                        "guest tests");

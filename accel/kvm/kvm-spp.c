@@ -1,0 +1,147 @@
+/*
+ * Sub-page write protection (SPP): the KVM (hardware) backend
+ *
+ * Chooses between the kernel's SPP interface and QEMU's emulated backend
+ * (-accel kvm,spp=auto|hardware|emulated) and, when the kernel's is in
+ * use, keeps the kernel's vectors equal to the core's.
+ *
+ * No released kernel implements this interface and no SPP hardware was
+ * available: this backend has only run against the simulation in
+ * tests/unit/test-kvm-spp.c.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <linux/kvm.h>
+#include "qapi/error.h"
+#include "qemu/error-report.h"
+#include "qom/object.h"
+#include "system/kvm.h"
+#include "system/kvm_int.h"
+#include "system/spp.h"
+#include "system/kvm-spp.h"
+
+static const char *const kvm_spp_mode_names[] = {
+    [KVM_SPP_MODE_AUTO] = "auto",
+    [KVM_SPP_MODE_HARDWARE] = "hardware",
+    [KVM_SPP_MODE_EMULATED] = "emulated",
+};
+
+static KvmSppMode kvm_spp_mode = KVM_SPP_MODE_AUTO;
+static bool kvm_spp_hw;
+
+static char *kvm_spp_get_mode(Object *obj, Error **errp)
+{
+    return g_strdup(kvm_spp_mode_names[kvm_spp_mode]);
+}
+
+static void kvm_spp_set_mode(Object *obj, const char *value, Error **errp)
+{
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(kvm_spp_mode_names); i++) {
+        if (!strcmp(value, kvm_spp_mode_names[i])) {
+            kvm_spp_mode = i;
+            return;
+        }
+    }
+    error_setg(errp, "spp must be auto, hardware or emulated, not '%s'",
+               value);
+}
+
+void kvm_spp_accel_class_init(ObjectClass *oc)
+{
+    object_class_property_add_str(oc, "spp", kvm_spp_get_mode,
+                                  kvm_spp_set_mode);
+    object_class_property_set_description(oc, "spp",
+        "Sub-page write protection: auto (the kernel's SPP when it truly "
+        "has it, else QEMU's), hardware or emulated");
+}
+
+static int kvm_spp_k_check(void *opaque, int capability)
+{
+    return kvm_vm_check_extension(opaque, capability);
+}
+
+static int kvm_spp_k_enable(void *opaque, int capability)
+{
+    return kvm_vm_enable_cap((KVMState *)opaque, capability, 0);
+}
+
+static int kvm_spp_k_set(void *opaque, void *sp)
+{
+    return kvm_vm_ioctl(opaque, KVM_SUBPAGES_SET_ACCESS, sp);
+}
+
+static int kvm_spp_k_get(void *opaque, void *sp)
+{
+    return kvm_vm_ioctl(opaque, KVM_SUBPAGES_GET_ACCESS, sp);
+}
+
+static KvmSppKernel kvm_spp_kernel = {
+    .check_extension = kvm_spp_k_check,
+    .enable_cap = kvm_spp_k_enable,
+    .set_access = kvm_spp_k_set,
+    .get_access = kvm_spp_k_get,
+};
+
+static bool kvm_spp_hw_update(const SppRange *r, size_t n,
+                              const uint32_t *old, Error **errp)
+{
+    uint64_t off = 0;
+    size_t j;
+
+    for (j = 0; j < n; j++) {
+        if (!kvm_spp_set_access(&kvm_spp_kernel, r[j].gfn, r[j].npages,
+                                r[j].wp, old + off, errp)) {
+            /* Undo the ranges already applied, last first. */
+            while (j-- > 0) {
+                off -= r[j].npages;
+                kvm_spp_set_vectors(&kvm_spp_kernel, r[j].gfn, r[j].npages,
+                                    old + off, 0, old + off, NULL);
+            }
+            return false;
+        }
+        off += r[j].npages;
+    }
+    return true;
+}
+
+static uint64_t kvm_spp_hw_regions(void)
+{
+    return 0;
+}
+
+static const SppBackendOps kvm_spp_hw_ops = {
+    .kind = SPP_BACKEND_HARDWARE,
+    .update = kvm_spp_hw_update,
+    .regions = kvm_spp_hw_regions,
+};
+
+bool kvm_spp_hw_active(void)
+{
+    return kvm_spp_hw;
+}
+
+int kvm_spp_init(KVMState *s)
+{
+    const char *reason;
+
+    kvm_spp_kernel.opaque = s;
+    kvm_spp_hw = kvm_spp_probe(&kvm_spp_kernel, kvm_spp_mode, &reason);
+    if (kvm_spp_hw) {
+        spp_set_backend(&kvm_spp_hw_ops, reason);
+        return 0;
+    }
+    if (kvm_spp_mode == KVM_SPP_MODE_HARDWARE) {
+        error_report("-accel kvm,spp=hardware: %s", reason);
+        return -ENOTSUP;
+    }
+    spp_set_backend(&spp_emulated_ops,
+                    g_strdup_printf("QEMU enforces sub-page protection "
+                                    "itself: %s", reason));
+    return 0;
+}
