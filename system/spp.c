@@ -16,6 +16,7 @@
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
+#include "qemu/module.h"
 #include "qemu/option.h"
 #include "qemu/timer.h"
 #include "qapi/error.h"
@@ -29,6 +30,8 @@
 #include "monitor/monitor.h"
 #include "system/hostmem.h"
 #include "system/runstate.h"
+#include "system/system.h"
+#include "migration/vmstate.h"
 #include "system/spp.h"
 #include "trace.h"
 
@@ -61,6 +64,12 @@ typedef struct SppState {
     uint64_t pending_suppressed; /* since the last event sent */
     int64_t window_start;
     uint32_t window_events;
+
+    /* Migration: the protected pages, flattened for the stream. */
+    uint32_t mig_policy;
+    uint32_t mig_n;
+    uint64_t *mig_gfns;
+    uint32_t *mig_vecs;
 } SppState;
 
 static SppState spp = {
@@ -685,3 +694,119 @@ void spp_parse_cmdline(const char *optarg)
     }
     qemu_opts_del(opts);
 }
+
+/*
+ * Migration and snapshots: the vectors and the policy travel in an "spp"
+ * section, sent only while a page is protected so that a QEMU without
+ * SPP can still receive a VM that uses none.  The counters stay behind.
+ */
+
+static gboolean spp_flatten(gpointer key, gpointer value, gpointer data)
+{
+    uint64_t base = (uint64_t)GPOINTER_TO_SIZE(key) << SPP_CHUNK_SHIFT;
+    SppChunk *c = value;
+    unsigned i;
+
+    for (i = 0; i < SPP_CHUNK_PAGES; i++) {
+        if (c->vec[i] != SPP_WP_ALL) {
+            spp.mig_gfns[spp.mig_n] = base + i;
+            spp.mig_vecs[spp.mig_n] = c->vec[i];
+            spp.mig_n++;
+        }
+    }
+    return false;
+}
+
+static bool spp_vmstate_needed(void *opaque)
+{
+    return spp.nprot != 0;
+}
+
+static int spp_pre_save(void *opaque)
+{
+    g_free(spp.mig_gfns);
+    g_free(spp.mig_vecs);
+    spp.mig_gfns = g_new(uint64_t, spp.nprot);
+    spp.mig_vecs = g_new(uint32_t, spp.nprot);
+    spp.mig_n = 0;
+    spp.mig_policy = spp.policy;
+    g_tree_foreach(spp.chunks, spp_flatten, NULL);
+    assert(spp.mig_n == spp.nprot);
+    return 0;
+}
+
+static int spp_post_save(void *opaque)
+{
+    g_clear_pointer(&spp.mig_gfns, g_free);
+    g_clear_pointer(&spp.mig_vecs, g_free);
+    spp.mig_n = 0;
+    return 0;
+}
+
+static int spp_post_load(void *opaque, int version_id)
+{
+    g_autoptr(GArray) runs = spp_protected_runs();
+    g_autofree SppRange *r = NULL;
+    Error *err = NULL;
+    size_t n = 0;
+    guint i;
+
+    if (spp.mig_policy >= SPP_POLICY__MAX) {
+        error_report("spp: invalid policy %u in the migration stream",
+                     spp.mig_policy);
+        return -EINVAL;
+    }
+    spp.policy = spp.mig_policy;
+
+    /* Replace whatever was protected (loadvm) by the incoming state. */
+    r = g_new(SppRange, runs->len + spp.mig_n);
+    for (i = 0; i < runs->len; i++) {
+        SppRun *run = &g_array_index(runs, SppRun, i);
+        r[n++] = (SppRange) { run->gfn, run->npages, SPP_WP_ALL };
+    }
+    for (i = 0; i < spp.mig_n; i++) {
+        r[n++] = (SppRange) { spp.mig_gfns[i], 1, spp.mig_vecs[i] };
+    }
+    spp_post_save(NULL);
+    if (n && !spp_set_ranges(r, n, &err)) {
+        error_report_err(err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const VMStateDescription vmstate_spp = {
+    .name = "spp",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = spp_vmstate_needed,
+    .pre_save = spp_pre_save,
+    .post_save = spp_post_save,
+    .post_load = spp_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(mig_policy, SppState),
+        VMSTATE_UINT32(event_rate, SppState),
+        VMSTATE_UINT32(mig_n, SppState),
+        VMSTATE_VARRAY_UINT32_ALLOC(mig_gfns, SppState, mig_n, 0,
+                                    vmstate_info_uint64, uint64_t),
+        VMSTATE_VARRAY_UINT32_ALLOC(mig_vecs, SppState, mig_n, 0,
+                                    vmstate_info_uint32, uint32_t),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static void spp_machine_done(Notifier *n, void *unused)
+{
+    spp_init_once();
+    vmstate_register(NULL, 0, &vmstate_spp, &spp);
+}
+
+static Notifier spp_machine_done_notifier = {
+    .notify = spp_machine_done,
+};
+
+static void spp_register(void)
+{
+    qemu_add_machine_init_done_notifier(&spp_machine_done_notifier);
+}
+type_init(spp_register)

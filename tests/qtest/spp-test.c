@@ -628,11 +628,13 @@ static void model_matrix(Model *m)
     }
 }
 
-static void test_guest_matrix(const void *opaque)
+#define MATRIX_WP_P 0x33333333
+#define MATRIX_WP_Q 0xfffffffd
+
+/* Run the store matrix on pages protected as above; check everything. */
+static void check_matrix(QTestState *qts, const char *accel)
 {
-    const char *accel = opaque;
-    QTestState *qts = start_guest(accel, "-spp event-rate=0");
-    Model m = { .wp = { 0x33333333, 0xfffffffd } };
+    Model m = { .wp = { MATRIX_WP_P, MATRIX_WP_Q } };
     uint8_t mem[8192];
     GPtrArray *events;
     GHashTable *seen = g_hash_table_new(NULL, NULL);
@@ -641,8 +643,6 @@ static void test_guest_matrix(const void *opaque)
     unsigned i;
 
     m.first_blocked = g_hash_table_new(NULL, NULL);
-    set_subpage(qts, GFN_P, 1, m.wp[0]);
-    set_subpage(qts, GFN_Q, 1, m.wp[1]);
     guest_run(qts, SPP_CMD_MATRIX, 0);
     model_matrix(&m);
 
@@ -680,6 +680,115 @@ static void test_guest_matrix(const void *opaque)
     g_ptr_array_free(events, true);
     g_hash_table_destroy(seen);
     g_hash_table_destroy(m.first_blocked);
+}
+
+static void test_guest_matrix(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, "-spp event-rate=0");
+
+    set_subpage(qts, GFN_P, 1, MATRIX_WP_P);
+    set_subpage(qts, GFN_Q, 1, MATRIX_WP_Q);
+    check_matrix(qts, accel);
+    qtest_quit(qts);
+}
+
+static void migrate_to_file(QTestState *qts, const char *uri)
+{
+    gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+    for (;;) {
+        QDict *rsp = qtest_qmp_assert_success_ref(qts,
+                                             "{'execute': 'query-migrate'}");
+        const char *status = qdict_get_try_str(rsp, "status");
+        bool done = status && !strcmp(status, "completed");
+
+        g_assert(!status || strcmp(status, "failed"));
+        qobject_unref(rsp);
+        if (done) {
+            return;
+        }
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(10 * 1000);
+    }
+}
+
+/* The vectors and the policy travel with migration. */
+static void test_guest_migrate(const void *opaque)
+{
+    const char *accel = opaque;
+    g_autofree char *file = g_build_filename(g_get_tmp_dir(),
+                                             "spp-test-mig-XXXXXX", NULL);
+    g_autofree char *uri = NULL;
+    QTestState *src, *dst;
+    QDict *rsp;
+    int fd;
+
+    fd = g_mkstemp(file);
+    g_assert(fd >= 0);
+    close(fd);
+    uri = g_strdup_printf("file:%s", file);
+
+    src = start_guest(accel, "-spp policy=report,event-rate=0");
+    set_subpage(src, GFN_P, 1, MATRIX_WP_P);
+    set_subpage(src, GFN_Q, 1, MATRIX_WP_Q);
+    qtest_qmp_assert_success(src, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'block'}}");
+    migrate_to_file(src, uri);
+    qtest_quit(src);
+
+    /* The destination starts with the default policy; the stream wins. */
+    dst = qtest_initf("-machine q35 -m 64 -accel %s -bios %s "
+                      "-spp event-rate=0 -incoming file:%s",
+                      accel, guest_bin, file);
+    wait_status(dst, "running");
+    rsp = query_spp(dst);
+    g_assert_cmpstr(qdict_get_str(rsp, "policy"), ==, "block");
+    g_assert_cmpuint(get_u(rsp, "protected-pages"), ==, 2);
+    qobject_unref(rsp);
+    g_assert_cmphex(get_vector(dst, GFN_P), ==, MATRIX_WP_P);
+    g_assert_cmphex(get_vector(dst, GFN_Q), ==, MATRIX_WP_Q);
+    check_matrix(dst, accel);
+    qtest_quit(dst);
+    unlink(file);
+}
+
+/* Does a migration stream hold an "spp" section? */
+static bool stream_has_spp(QTestState *qts, bool protect)
+{
+    g_autofree char *file = g_build_filename(g_get_tmp_dir(),
+                                             "spp-test-mig-XXXXXX", NULL);
+    g_autofree char *uri = NULL;
+    g_autofree char *data = NULL;
+    gsize len;
+    int fd;
+
+    fd = g_mkstemp(file);
+    g_assert(fd >= 0);
+    close(fd);
+    uri = g_strdup_printf("file:%s", file);
+    set_subpage(qts, GFN_P, 1, 0);
+    if (!protect) {
+        set_subpage(qts, GFN_P, 1, WP_ALL);
+    }
+    migrate_to_file(qts, uri);
+    g_assert(g_file_get_contents(file, &data, &len, NULL));
+    unlink(file);
+    /* section names are stored as a length byte and the name */
+    return memmem(data, len, "\003spp", 4) != NULL;
+}
+
+/* Nothing protected: no "spp" section, so plain QEMU can load it. */
+static void test_migrate_no_section(void)
+{
+    QTestState *qts = start_qtest(NULL);
+
+    g_assert_false(stream_has_spp(qts, false));
+    qtest_quit(qts);
+    qts = start_qtest(NULL);
+    g_assert_true(stream_has_spp(qts, true));
     qtest_quit(qts);
 }
 
@@ -761,7 +870,7 @@ static void test_kvm_backend_hardware(void)
     g_assert(qemu);
     g_assert(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL,
                           NULL, &out, &err, &status, NULL));
-    g_assert_false(g_spawn_check_wait_status(status, NULL));
+    g_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
     if (!strstr(err, "-accel kvm,spp=hardware: this kernel has no SPP")) {
         g_error("unexpected stderr: %s", err);
     }
@@ -787,10 +896,12 @@ static void add_guest_tests(const char *accel)
     g_autofree char *m = g_strdup_printf("/spp/%s/guest-matrix", accel);
     g_autofree char *h = g_strdup_printf("/spp/%s/guest-hammer", accel);
     g_autofree char *p = g_strdup_printf("/spp/%s/guest-pause", accel);
+    g_autofree char *mig = g_strdup_printf("/spp/%s/guest-migrate", accel);
 
     qtest_add_data_func(m, accel, test_guest_matrix);
     qtest_add_data_func(h, accel, test_guest_hammer);
     qtest_add_data_func(p, accel, test_guest_pause);
+    qtest_add_data_func(mig, accel, test_guest_migrate);
 }
 
 int main(int argc, char **argv)
@@ -812,6 +923,7 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/policies", test_policies);
     qtest_add_func("/spp/rate-limit", test_rate_limit);
     qtest_add_func("/spp/reset", test_reset);
+    qtest_add_func("/spp/migrate-no-section", test_migrate_no_section);
     qtest_add_func("/spp/dma/edu", test_dma_edu);
     if (qtest_has_accel("tcg")) {
         add_guest_tests("tcg");
