@@ -408,6 +408,87 @@ static void test_policies(void)
     qtest_quit(qts);
 }
 
+static void wait_job(QTestState *qts, const char *id)
+{
+    gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+
+    for (;;) {
+        QDict *rsp = qtest_qmp(qts, "{'execute': 'query-jobs'}");
+        QList *jobs = qdict_get_qlist(rsp, "return");
+        bool done = false;
+        QListEntry *e;
+
+        g_assert(jobs);
+        QLIST_FOREACH_ENTRY(jobs, e) {
+            QDict *job = qobject_to(QDict, qlist_entry_obj(e));
+
+            if (!strcmp(qdict_get_str(job, "id"), id)) {
+                g_assert_false(qdict_haskey(job, "error"));
+                done = !strcmp(qdict_get_str(job, "status"), "concluded");
+            }
+        }
+        qobject_unref(rsp);
+        if (done) {
+            qtest_qmp_assert_success(qts, "{'execute': 'job-dismiss', "
+                                     "'arguments': {'id': %s}}", id);
+            return;
+        }
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(10 * 1000);
+    }
+}
+
+/* snapshot-save / snapshot-load (savevm / loadvm) carry the vectors. */
+static void test_snapshot(void)
+{
+    g_autofree char *img = g_build_filename(g_get_tmp_dir(),
+                                            "spp-test-snap-XXXXXX", NULL);
+    QTestState *qts = start_qtest(NULL);
+    int fd = g_mkstemp(img);
+
+    g_assert(fd >= 0);
+    close(fd);
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-add', 'arguments': "
+                             "{'driver': 'file', 'filename': %s, "
+                             "'node-name': 'f0'}}", img);
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-create', "
+                             "'arguments': {'job-id': 'c0', 'options': "
+                             "{'driver': 'qcow2', 'file': 'f0', "
+                             "'size': 67108864}}}");
+    wait_job(qts, "c0");
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-add', 'arguments': "
+                             "{'driver': 'qcow2', 'file': 'f0', "
+                             "'node-name': 'q0'}}");
+
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'report'}}");
+    qtest_qmp_assert_success(qts, "{'execute': 'snapshot-save', "
+                             "'arguments': {'job-id': 's0', 'tag': 't1', "
+                             "'vmstate': 'q0', 'devices': ['q0']}}");
+    wait_job(qts, "s0");
+
+    set_subpage(qts, GFN_P, 1, WP_ALL);
+    set_subpage(qts, GFN_Q, 1, 0);
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'block'}}");
+    qtest_qmp_assert_success(qts, "{'execute': 'snapshot-load', "
+                             "'arguments': {'job-id': 'l0', 'tag': 't1', "
+                             "'vmstate': 'q0', 'devices': ['q0']}}");
+    wait_job(qts, "l0");
+
+    /* exactly the state of the snapshot */
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0xfffffffe);
+    g_assert_cmphex(get_vector(qts, GFN_Q), ==, WP_ALL);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, 1);
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'block'}}");
+    qtest_writeb(qts, SPP_PAGE_P, 0x42);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P), ==, 0);
+    qtest_quit(qts);
+    unlink(img);
+}
+
 /* Protection is the host's: it survives a system reset. */
 static void test_reset(void)
 {
@@ -923,6 +1004,7 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/policies", test_policies);
     qtest_add_func("/spp/rate-limit", test_rate_limit);
     qtest_add_func("/spp/reset", test_reset);
+    qtest_add_func("/spp/snapshot", test_snapshot);
     qtest_add_func("/spp/migrate-no-section", test_migrate_no_section);
     qtest_add_func("/spp/dma/edu", test_dma_edu);
     if (qtest_has_accel("tcg")) {
