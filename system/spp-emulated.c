@@ -26,10 +26,13 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bswap.h"
+#include "qemu/main-loop.h"
 #include "qemu/rcu.h"
 #include "qapi/error.h"
+#include "qapi/qapi-commands-spp.h"
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
+#include "system/hostmem.h"
 #include "system/spp.h"
 #include "trace.h"
 
@@ -39,8 +42,10 @@
 #define SPP_OVERLAY_PRIORITY 1000
 
 typedef struct SppShadow {
+    struct rcu_head rcu;    /* must be first: freed with call_rcu */
     MemoryRegion mr;        /* ROMD view over @ram's RAMBlock */
     MemoryRegion *ram;      /* the RAM region it shadows */
+    Object *backend;        /* @ram's memory backend, referenced */
 } SppShadow;
 
 typedef struct SppOverlay {
@@ -54,6 +59,10 @@ typedef struct SppOverlay {
 
 /* RAM MemoryRegion -> SppShadow */
 static GHashTable *spp_shadows;
+/* Watches for RAM going away (memory hot-unplug). */
+static MemoryListener spp_listener;
+static QEMUBH *spp_unplug_bh;
+static bool spp_in_update;
 /* Overlays in use, sorted by gpa */
 static GPtrArray *spp_overlays;
 /* The same overlays sorted by (shadow, offset), for the write path */
@@ -175,6 +184,13 @@ static SppShadow *spp_shadow_get(MemoryRegion *ram)
     }
     sh = g_new0(SppShadow, 1);
     sh->ram = ram;
+    /*
+     * Keep the backend, and so the RAMBlock, alive while overlays may
+     * still point at it: an unplugged DIMM is dropped by
+     * spp_unplug_check() after its memory left the address space.
+     */
+    sh->backend = ram->owner;
+    object_ref(sh->backend);
     name = g_strdup_printf("spp-shadow-%s", memory_region_name(ram));
     memory_region_init_io(&sh->mr, NULL, &spp_shadow_ops, sh, name,
                           memory_region_size(ram));
@@ -424,7 +440,9 @@ static void spp_apply_pieces(GArray *pieces)
                                                 &ov->alias,
                                                 SPP_OVERLAY_PRIORITY);
         }
+        spp_in_update = true;
         memory_region_transaction_commit();
+        spp_in_update = false;
         /* Flat views still in use may point into the old aliases. */
         for (i = 0; i < dead->len; i++) {
             SppOverlay *ov = g_ptr_array_index(dead, i);
@@ -440,6 +458,69 @@ static void spp_apply_pieces(GArray *pieces)
         g_ptr_array_add(spp_overlays_by_offset, g_ptr_array_index(next, i));
     }
     g_ptr_array_sort(spp_overlays_by_offset, spp_overlay_offset_cmp);
+}
+
+static void spp_shadow_free(SppShadow *sh)
+{
+    object_unparent(OBJECT(&sh->mr));
+    object_unref(sh->backend);
+    g_free(sh);
+}
+
+/*
+ * Memory of an unplugged DIMM loses its protection: clear the vectors of
+ * the pages its shadow covers, drop the overlays, then the shadow.
+ */
+static void spp_unplug_check(void *opaque)
+{
+    GHashTableIter it;
+    SppShadow *sh;
+    g_autoptr(GPtrArray) gone = g_ptr_array_new();
+    guint i, j;
+
+    if (!spp_shadows) {
+        return;
+    }
+    g_hash_table_iter_init(&it, spp_shadows);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&sh)) {
+        if (!host_memory_backend_is_mapped(MEMORY_BACKEND(sh->backend))) {
+            g_ptr_array_add(gone, sh);
+        }
+    }
+    for (i = 0; i < gone->len; i++) {
+        g_autoptr(GArray) ranges = g_array_new(false, false,
+                                               sizeof(SppRange));
+
+        sh = g_ptr_array_index(gone, i);
+        for (j = 0; spp_overlays && j < spp_overlays->len; j++) {
+            SppOverlay *ov = g_ptr_array_index(spp_overlays, j);
+            SppRange r = {
+                .gfn = ov->gpa >> SPP_PAGE_SHIFT,
+                .npages = ov->size >> SPP_PAGE_SHIFT,
+                .wp = SPP_WP_ALL,
+            };
+
+            if (ov->shadow == sh) {
+                g_array_append_val(ranges, r);
+            }
+        }
+        for (j = 0; j < ranges->len; j++) {
+            SppRange *r = &g_array_index(ranges, SppRange, j);
+
+            trace_spp_unplugged(memory_region_name(sh->ram), r->gfn,
+                                r->npages);
+            qmp_set_subpage(r->gfn, r->npages, SPP_WP_ALL, &error_abort);
+        }
+        g_hash_table_remove(spp_shadows, sh->ram);
+        call_rcu(sh, spp_shadow_free, rcu);
+    }
+}
+
+static void spp_listener_commit(MemoryListener *listener)
+{
+    if (!spp_in_update) {
+        qemu_bh_schedule(spp_unplug_bh);
+    }
 }
 
 /* True when every page of the range is protected and already covered. */
@@ -472,6 +553,13 @@ static bool spp_emulated_update(const SppRange *r, size_t n,
     if (!spp_overlays) {
         spp_overlays = g_ptr_array_new();
         spp_overlays_by_offset = g_ptr_array_new();
+        spp_unplug_bh = qemu_bh_new(spp_unplug_check, NULL);
+        spp_listener = (MemoryListener) {
+            .name = "spp",
+            .commit = spp_listener_commit,
+            .priority = MEMORY_LISTENER_PRIORITY_MIN,
+        };
+        memory_listener_register(&spp_listener, &address_space_memory);
     }
     if (n == 1 && spp_range_covered(r->gfn, r->npages)) {
         /* Only vectors changed: the write path reads them directly. */

@@ -489,6 +489,59 @@ static void test_snapshot(void)
     unlink(img);
 }
 
+/* A DIMM's pages can be protected; unplugging it drops them cleanly. */
+static void test_dimm_unplug(void)
+{
+    QTestState *qts = start_qtest("-m 64,slots=2,maxmem=1G "
+                                  "-object memory-backend-ram,id=m1,"
+                                  "size=128M "
+                                  "-device pc-dimm,id=d1,memdev=m1");
+    QDict *rsp = qtest_qmp(qts, "{'execute': 'query-memory-devices'}");
+    QList *devs = qdict_get_qlist(rsp, "return");
+    QDict *dimm;
+    uint64_t addr, gfn;
+    gint64 deadline;
+
+    g_assert_cmpint(qlist_size(devs), ==, 1);
+    dimm = qdict_get_qdict(qobject_to(QDict, qlist_peek(devs)), "data");
+    addr = get_u(dimm, "addr");
+    qobject_unref(rsp);
+    gfn = addr >> 12;
+
+    set_subpage(qts, gfn + 1, 2, 0xfffffffe);
+    qtest_writeb(qts, addr + 0x1000, 0x42);
+    qtest_writeb(qts, addr + 0x1080, 0x42);
+    g_assert_cmphex(qtest_readb(qts, addr + 0x1000), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, addr + 0x1080), ==, 0x42);
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, 3);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 2);
+
+    /* what the guest's ACPI code does to eject DIMM slot 0 */
+    qtest_outl(qts, 0x0a00, 0);
+    qtest_outl(qts, 0x0a14, 8);
+    deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+    while (spp_counter(qts, "protected-pages") != 1) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 1);
+    rsp = qtest_qmp(qts, "{'execute': 'query-memory-devices'}");
+    g_assert_cmpint(qlist_size(qdict_get_qlist(rsp, "return")), ==, 0);
+    qobject_unref(rsp);
+    expect_error(qts, "outside guest RAM",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': %" PRIu64 ", 'npages': 1, "
+                           "'wp_map': 0}}", gfn + 1));
+    /* the backend can go, and the rest still works */
+    qtest_qmp_assert_success(qts, "{'execute': 'object-del', "
+                             "'arguments': {'id': 'm1'}}");
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0xfffffffe);
+    qtest_writeb(qts, SPP_PAGE_P, 0x42);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P), ==, 0);
+    qtest_quit(qts);
+}
+
 /* Protection is the host's: it survives a system reset. */
 static void test_reset(void)
 {
@@ -1005,6 +1058,7 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/rate-limit", test_rate_limit);
     qtest_add_func("/spp/reset", test_reset);
     qtest_add_func("/spp/snapshot", test_snapshot);
+    qtest_add_func("/spp/dimm-unplug", test_dimm_unplug);
     qtest_add_func("/spp/migrate-no-section", test_migrate_no_section);
     qtest_add_func("/spp/dma/edu", test_dma_edu);
     if (qtest_has_accel("tcg")) {
