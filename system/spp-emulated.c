@@ -31,6 +31,8 @@
 #include "qapi/error.h"
 #include "qapi/qapi-commands-spp.h"
 #include "exec/address-spaces.h"
+#include "hw/core/cpu.h"
+#include "system/tcg.h"
 #include "exec/memory.h"
 #include "system/hostmem.h"
 #include "system/spp.h"
@@ -389,6 +391,33 @@ static gint spp_overlay_offset_cmp(gconstpointer a, gconstpointer b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+static void spp_tcg_noop(CPUState *cpu, run_on_cpu_data data)
+{
+}
+
+/*
+ * TCG flushes each vCPU's TLB asynchronously after a memory transaction
+ * (tcg_commit), so a vCPU could still store to a newly protected page
+ * through a stale TLB entry after set-subpage returned.  Wait until every
+ * vCPU has processed the flush queued before this no-op.  (KVM updates
+ * its memslots synchronously.)  Not possible, and not needed, on a vCPU
+ * thread: protection lifted by a violation there only removes overlays
+ * from pages that stay writable.
+ */
+static void spp_tcg_barrier(void)
+{
+    CPUState *cpu;
+
+    if (!tcg_enabled() || current_cpu) {
+        return;
+    }
+    CPU_FOREACH(cpu) {
+        if (cpu->created && cpu->halt_cond) {
+            run_on_cpu(cpu, spp_tcg_noop, RUN_ON_CPU_NULL);
+        }
+    }
+}
+
 /* Make the overlays match @pieces in one memory transaction. */
 static void spp_apply_pieces(GArray *pieces)
 {
@@ -443,6 +472,9 @@ static void spp_apply_pieces(GArray *pieces)
         spp_in_update = true;
         memory_region_transaction_commit();
         spp_in_update = false;
+        if (fresh->len) {
+            spp_tcg_barrier();
+        }
         /* Flat views still in use may point into the old aliases. */
         for (i = 0; i < dead->len; i++) {
             SppOverlay *ov = g_ptr_array_index(dead, i);

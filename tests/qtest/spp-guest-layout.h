@@ -27,5 +27,6 @@
 #define SPP_CMD_HAMMER      2
 #define SPP_CMD_DWORD_LOOP  3
 #define SPP_CMD_DEMO        4
+#define SPP_CMD_WRITER      5
 
 #endif

@@ -15,6 +15,8 @@
  *   3  ARG dword stores of 0x01020304 to SPP_PAGE_P + 4
  *   4  demo: for i = 1 .. ARG, store i to SPP_PAGE_P + 0x10 and to
  *      SPP_PAGE_P + 0x810, then wait a little
+ *   5  writer: store a counter to each dword of SPP_PAGE_P in turn, for
+ *      as long as the command stays 5
  *
  * Built with -DSPP_AUTORUN=ARG, the guest starts the demo command by
  * itself (scripts/spp/demo.sh uses that).
@@ -76,6 +78,8 @@ wait_cmd:
         je      cmd_dword_loop
         cmpl    $4, %eax
         je      cmd_demo
+        cmpl    $5, %eax
+        je      cmd_writer
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -157,6 +161,17 @@ cmd_demo:
         incl    %ebx
         cmpl    SPP_MB_ARG, %ebx
         jbe     4b
+        jmp     cmd_done
+
+cmd_writer:
+        xorl    %ebx, %ebx
+6:
+        movl    %ebx, %eax
+        andl    $0x3ff, %eax
+        movl    %ebx, SPP_PAGE_P(,%eax,4)
+        incl    %ebx
+        cmpl    $5, SPP_MB_CMD
+        je      6b
         jmp     cmd_done
 
         .p2align 3

@@ -951,6 +951,55 @@ static void test_guest_hammer(const void *opaque)
     qtest_quit(qts);
 }
 
+/*
+ * Protection changes while a vCPU writes: once set-subpage returned, no
+ * protected byte changes; writable bytes keep changing; no deadlock.
+ */
+static void test_guest_concurrent(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, "-smp 2 -spp event-rate=10");
+    uint8_t a[4096], b[4096];
+    gint64 deadline;
+    int round, i;
+
+    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_WRITER);
+    for (round = 0; round < 40; round++) {
+        uint32_t wp = round % 2 ? 0 : 0x0000ffff;
+        bool moved = false;
+
+        set_subpage(qts, GFN_P, 1, wp);
+        qtest_memread(qts, SPP_PAGE_P, a, sizeof(a));
+        /* watch until a writable byte moved (or 3 ms if there is none) */
+        deadline = g_get_monotonic_time() + (wp ? GUEST_TIMEOUT_US : 3000);
+        do {
+            g_usleep(1000);
+            qtest_memread(qts, SPP_PAGE_P, b, sizeof(b));
+            for (i = 0; i < sizeof(a); i++) {
+                if (!((wp >> (i / 128)) & 1) && a[i] != b[i]) {
+                    g_error("round %d: protected byte P+0x%x changed after "
+                            "set-subpage returned", round, i);
+                }
+                moved |= a[i] != b[i];
+            }
+        } while (!moved && g_get_monotonic_time() < deadline);
+        g_assert(moved || !wp);
+
+        /* lifted: the guest's writes land again */
+        set_subpage(qts, GFN_P, 1, WP_ALL);
+        qtest_memread(qts, SPP_PAGE_P, a, sizeof(a));
+        deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+        do {
+            g_assert(g_get_monotonic_time() < deadline);
+            g_usleep(1000);
+            qtest_memread(qts, SPP_PAGE_P, b, sizeof(b));
+        } while (!memcmp(a, b, sizeof(a)));
+    }
+    guest_run(qts, SPP_CMD_MATRIX + 100, 0);   /* any other command stops */
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), >, 0);
+    qtest_quit(qts);
+}
+
 /* pause with a vCPU: the store is dropped and the VM stops. */
 static void test_guest_pause(const void *opaque)
 {
@@ -1031,11 +1080,14 @@ static void add_guest_tests(const char *accel)
     g_autofree char *h = g_strdup_printf("/spp/%s/guest-hammer", accel);
     g_autofree char *p = g_strdup_printf("/spp/%s/guest-pause", accel);
     g_autofree char *mig = g_strdup_printf("/spp/%s/guest-migrate", accel);
+    g_autofree char *con = g_strdup_printf("/spp/%s/guest-concurrent",
+                                           accel);
 
     qtest_add_data_func(m, accel, test_guest_matrix);
     qtest_add_data_func(h, accel, test_guest_hammer);
     qtest_add_data_func(p, accel, test_guest_pause);
     qtest_add_data_func(mig, accel, test_guest_migrate);
+    qtest_add_data_func(con, accel, test_guest_concurrent);
 }
 
 int main(int argc, char **argv)
