@@ -454,35 +454,16 @@ static void spp_apply_pieces(GArray *pieces)
         }
     }
 
-    if (dead->len || fresh->len) {
-        memory_region_transaction_begin();
-        for (i = 0; i < dead->len; i++) {
-            SppOverlay *ov = g_ptr_array_index(dead, i);
-            memory_region_del_subregion(get_system_memory(), &ov->alias);
-        }
-        for (i = 0; i < fresh->len; i++) {
-            SppOverlay *ov = g_ptr_array_index(fresh, i);
-
-            memory_region_init_alias(&ov->alias, NULL, "spp-overlay",
-                                     &ov->shadow->mr, ov->offset, ov->size);
-            memory_region_add_subregion_overlap(get_system_memory(), ov->gpa,
-                                                &ov->alias,
-                                                SPP_OVERLAY_PRIORITY);
-        }
-        spp_in_update = true;
-        memory_region_transaction_commit();
-        spp_in_update = false;
-        if (fresh->len) {
-            spp_tcg_barrier();
-        }
-        /* Flat views still in use may point into the old aliases. */
-        for (i = 0; i < dead->len; i++) {
-            SppOverlay *ov = g_ptr_array_index(dead, i);
-            call_rcu(ov, spp_overlay_free, rcu);
-        }
-    }
     trace_spp_overlays(pieces->len, next->len, fresh->len, dead->len);
+    if (!dead->len && !fresh->len) {
+        g_ptr_array_free(next, true);
+        return;
+    }
 
+    /*
+     * Publish the new overlays to the write path first: the barrier below
+     * drops the BQL, and vCPUs then run spp_shadow_write() against them.
+     */
     g_ptr_array_free(spp_overlays, true);
     spp_overlays = next;
     g_ptr_array_set_size(spp_overlays_by_offset, 0);
@@ -490,6 +471,32 @@ static void spp_apply_pieces(GArray *pieces)
         g_ptr_array_add(spp_overlays_by_offset, g_ptr_array_index(next, i));
     }
     g_ptr_array_sort(spp_overlays_by_offset, spp_overlay_offset_cmp);
+
+    memory_region_transaction_begin();
+    for (i = 0; i < dead->len; i++) {
+        SppOverlay *ov = g_ptr_array_index(dead, i);
+        memory_region_del_subregion(get_system_memory(), &ov->alias);
+    }
+    for (i = 0; i < fresh->len; i++) {
+        SppOverlay *ov = g_ptr_array_index(fresh, i);
+
+        memory_region_init_alias(&ov->alias, NULL, "spp-overlay",
+                                 &ov->shadow->mr, ov->offset, ov->size);
+        memory_region_add_subregion_overlap(get_system_memory(), ov->gpa,
+                                            &ov->alias,
+                                            SPP_OVERLAY_PRIORITY);
+    }
+    spp_in_update = true;
+    memory_region_transaction_commit();
+    spp_in_update = false;
+    /* Flat views still in use may point into the old aliases. */
+    for (i = 0; i < dead->len; i++) {
+        SppOverlay *ov = g_ptr_array_index(dead, i);
+        call_rcu(ov, spp_overlay_free, rcu);
+    }
+    if (fresh->len) {
+        spp_tcg_barrier();
+    }
 }
 
 static void spp_shadow_free(SppShadow *sh)
