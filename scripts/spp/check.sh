@@ -50,6 +50,18 @@ fi
 passed=$((passed + ${ok:-0} + ${expfail:-0}))
 failed=$((failed + ${fail:-0} + ${unexp:-0} + ${timeout:-0}))
 
+step test "contrib/spp/spp-watch against a running QEMU"
+python3 "$TOP/tests/qtest/spp-guest-build.py" cc \
+    "$TOP/tests/qtest/spp-guest.S" "$BUILD/spp-check-guest.bin"
+if python3 "$TOP/contrib/spp/test-spp-watch.py" \
+        "$BUILD/qemu-system-x86_64" "$BUILD/spp-check-guest.bin" \
+        "$SRC/python" 2>&1 | grep -v 'terminating on signal' |
+        tee "$BUILD/check-spp-watch.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+fi
+
 # Sub-tests that the test programs skipped, with their reasons.
 grep -h '^# .*skipping\|SKIP' "$OBJ"/meson-logs/testlog.txt 2>/dev/null |
     sort -u | sed 's/^/note: /' || true

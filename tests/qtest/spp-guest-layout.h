@@ -21,6 +21,7 @@
 #define SPP_MB_CMD          (SPP_MB_BASE + 4)
 #define SPP_MB_ARG          (SPP_MB_BASE + 8)
 #define SPP_MB_DONE         (SPP_MB_BASE + 12)
+#define SPP_MB_ADDR         (SPP_MB_BASE + 16)
 #define SPP_MB_READY_MAGIC  0x53505021
 
 #define SPP_CMD_MATRIX      1
@@ -28,5 +29,6 @@
 #define SPP_CMD_DWORD_LOOP  3
 #define SPP_CMD_DEMO        4
 #define SPP_CMD_WRITER      5
+#define SPP_CMD_STORE_LOOP  6
 
 #endif

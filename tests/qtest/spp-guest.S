@@ -17,6 +17,7 @@
  *      SPP_PAGE_P + 0x810, then wait a little
  *   5  writer: store a counter to each dword of SPP_PAGE_P in turn, for
  *      as long as the command stays 5
+ *   6  ARG dword stores to the address in SPP_MB_ADDR (benchmarks)
  *
  * Built with -DSPP_AUTORUN=ARG, the guest starts the demo command by
  * itself (scripts/spp/demo.sh uses that).
@@ -80,6 +81,8 @@ wait_cmd:
         je      cmd_demo
         cmpl    $5, %eax
         je      cmd_writer
+        cmpl    $6, %eax
+        je      cmd_store_loop
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -161,6 +164,15 @@ cmd_demo:
         incl    %ebx
         cmpl    SPP_MB_ARG, %ebx
         jbe     4b
+        jmp     cmd_done
+
+cmd_store_loop:
+        movl    SPP_MB_ARG, %ecx
+        movl    SPP_MB_ADDR, %edi
+7:
+        movl    %ecx, (%edi)
+        decl    %ecx
+        jnz     7b
         jmp     cmd_done
 
 cmd_writer:
