@@ -62,6 +62,18 @@ else
     failed=$((failed + 1))
 fi
 
+step test "SPP through libvirt (virsh qemu-monitor-command/-event)"
+python3 "$TOP/tests/qtest/spp-guest-build.py" cc \
+    "$TOP/tests/qtest/spp-guest.S" "$BUILD/spp-check-demo-guest.bin" \
+    -DSPP_AUTORUN=5
+if "$TOP/contrib/spp/test-libvirt.sh" "$BUILD/qemu-system-x86_64" \
+        "$BUILD/spp-check-demo-guest.bin" 2>&1 | tee "$BUILD/check-libvirt.log";
+   [ "${PIPESTATUS[0]}" = 0 ]; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+fi
+
 # Sub-tests that the test programs skipped, with their reasons.
 grep -h '^# .*skipping\|SKIP' "$OBJ"/meson-logs/testlog.txt 2>/dev/null |
     sort -u | sed 's/^/note: /' || true

@@ -40,8 +40,11 @@ PKGS="build-essential dpkg-dev ninja-build pkg-config python3 python3-venv
       libfdt-dev seabios ccache xz-utils bzip2 ca-certificates rsync patch
       gdb socat ipxe-qemu"
 BPO_PKGS="meson python3-pycotap"
+# For the libvirt test; without recommends, which would pull in
+# Debian's own QEMU.
+NOREC_PKGS="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$PKGS $BPO_PKGS" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$PKGS $BPO_PKGS $NOREC_PKGS" ]; then
     step "packages already installed"
     exit 0
 fi
@@ -55,5 +58,9 @@ step "installing meson and python3-pycotap from bookworm-backports"
 $SUDO env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q -t bookworm-backports $BPO_PKGS ||
     die "apt-get install -t bookworm-backports failed"
-echo "$PKGS $BPO_PKGS" | $SUDO tee "$stamp" >/dev/null
+step "installing the libvirt daemon and client (no recommends)"
+$SUDO env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends $NOREC_PKGS ||
+    die "apt-get install $NOREC_PKGS failed"
+echo "$PKGS $BPO_PKGS $NOREC_PKGS" | $SUDO tee "$stamp" >/dev/null
 step "done"
