@@ -31,7 +31,18 @@ fi
 T=$(mktemp -d /tmp/spp-libvirt-XXXXXX)
 chmod 755 "$T"
 cp "$GUEST" "$T/guest.bin"
-chmod 644 "$T/guest.bin"
+# The daemon and QEMU run as $USER_, who may not reach the build tree:
+# give them a copy of the binary and of the data it finds next to it.
+mkdir "$T/qemu"
+cp "$QEMU" "$T/qemu/"
+# (-L: the firmware there are links; dangling ones are not needed)
+cp -rL "$(dirname "$QEMU")/qemu-bundle" "$T/qemu/" 2>/dev/null
+if [ ! -f "$T/qemu/qemu-bundle/usr/local/share/qemu/bios-256k.bin" ]; then
+    echo "Bail out! cannot copy the QEMU binary's data to $T"
+    exit 1
+fi
+QEMU=$T/qemu/$(basename "$QEMU")
+chmod -R a+rX "$T"
 chown -R "$USER_" "$T"
 ENV=(env HOME="$T" XDG_RUNTIME_DIR="$T/run" XDG_CONFIG_HOME="$T/config"
      XDG_CACHE_HOME="$T/cache")
