@@ -243,8 +243,6 @@ static bool spp_section_is_guest_ram(MemoryRegionSection *s)
 
 static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
 {
-    hwaddr addr, end;
-
     if (npages == 0) {
         error_setg(errp, "npages must be at least 1");
         return false;
@@ -256,32 +254,34 @@ static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
         return false;
     }
 
-    addr = gfn << SPP_PAGE_SHIFT;
-    end = (gfn + npages) << SPP_PAGE_SHIFT;
-    while (addr < end || (addr == 0 && end == 0)) {
+    /* Walk in pages: the byte address of the end may not fit in 64 bits. */
+    while (npages) {
+        hwaddr addr = gfn << SPP_PAGE_SHIFT;
+        uint64_t len = MIN(npages, 1ULL << 40) << SPP_PAGE_SHIFT;
         MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
-                                                   end - addr);
+                                                   len);
+        uint64_t pages = s.mr ? int128_get64(s.size) >> SPP_PAGE_SHIFT : 0;
         bool ok = s.mr && s.offset_within_address_space == addr &&
-                  spp_section_is_guest_ram(&s);
+                  pages && spp_section_is_guest_ram(&s);
 
         if (!ok) {
             if (s.mr && s.offset_within_address_space == addr) {
                 error_setg(errp, "page 0x%" PRIx64 " (gpa 0x%" HWADDR_PRIx
                            ") is not guest RAM: it belongs to '%s'",
-                           addr >> SPP_PAGE_SHIFT, addr,
-                           memory_region_name(s.mr));
+                           gfn, addr, memory_region_name(s.mr));
             } else {
                 error_setg(errp, "page 0x%" PRIx64 " (gpa 0x%" HWADDR_PRIx
-                           ") is outside guest RAM",
-                           addr >> SPP_PAGE_SHIFT, addr);
+                           ") is outside guest RAM", gfn, addr);
             }
             if (s.mr) {
                 memory_region_unref(s.mr);
             }
             return false;
         }
-        addr += int128_get64(s.size);
         memory_region_unref(s.mr);
+        pages = MIN(pages, npages);
+        gfn += pages;
+        npages -= pages;
     }
     return true;
 }

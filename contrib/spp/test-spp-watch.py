@@ -42,11 +42,22 @@ def read_lines(proc, n, timeout=20):
     return lines
 
 
+def start_vm(qemu, guest, Vm, tag):
+    """A VM with a second QMP socket for the tool."""
+    sock = f'/tmp/spp-watch-{tag}{os.getpid()}.sock'
+    vm = Vm(qemu, 'tcg', guest, mem='64M',
+            extra=['-qmp', f'unix:{sock},server=on,wait=off'])
+    return vm, sock
+
+
+def stop_vm(vm, sock):
+    vm.close()
+    if os.path.exists(sock):
+        os.unlink(sock)
+
+
 def test_watch_and_restore(qemu, guest, env, Vm):
-    vm = Vm(qemu, 'tcg', guest, mem='64M', extra=[
-        '-qmp', f'unix:{os.path.join("/tmp", "spp-watch-%d.sock" % os.getpid())},'
-        'server=on,wait=off'])
-    sock = f'/tmp/spp-watch-{os.getpid()}.sock'
+    vm, sock = start_vm(qemu, guest, Vm, 'r')
     try:
         vm.set(PAGE_P >> 12, 1, 0x12345678)     # the state to restore
         tool = start_tool(sock, '--json', '--restore',
@@ -76,15 +87,11 @@ def test_watch_and_restore(qemu, guest, env, Vm):
                                                'npages': 2})
         assert [e['wp-map'] for e in info] == [0x12345678, 0xffffffff], info
     finally:
-        vm.close()
-        if os.path.exists(sock):
-            os.unlink(sock)
+        stop_vm(vm, sock)
 
 
 def test_text_output(qemu, guest, env, Vm):
-    sock = f'/tmp/spp-watch-t{os.getpid()}.sock'
-    vm = Vm(qemu, 'tcg', guest, mem='64M',
-            extra=['-qmp', f'unix:{sock},server=on,wait=off'])
+    vm, sock = start_vm(qemu, guest, Vm, 't')
     try:
         tool = start_tool(sock, f'{PAGE_P}:0xfffffffe', env=env)
         vm.guest(CMD_HAMMER, 1)
@@ -99,22 +106,16 @@ def test_text_output(qemu, guest, env, Vm):
                                               'npages': 1})[0]['wp-map'] == \
             0xfffffffe
     finally:
-        vm.close()
-        if os.path.exists(sock):
-            os.unlink(sock)
+        stop_vm(vm, sock)
 
 
 def test_connection_lost(qemu, guest, env, Vm):
-    sock = f'/tmp/spp-watch-l{os.getpid()}.sock'
-    vm = Vm(qemu, 'tcg', guest, mem='64M',
-            extra=['-qmp', f'unix:{sock},server=on,wait=off'])
+    vm, sock = start_vm(qemu, guest, Vm, 'l')
     tool = start_tool(sock, f'0x{PAGE_P:x}', env=env)
     vm.proc.kill()
     vm.proc.wait()
     out, err = tool.communicate(timeout=20)
-    vm.close()
-    if os.path.exists(sock):
-        os.unlink(sock)
+    stop_vm(vm, sock)
     assert tool.returncode == 1, (tool.returncode, err)
     assert 'lost the connection to QEMU' in err, err
 

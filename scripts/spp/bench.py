@@ -126,15 +126,17 @@ while $i < {n}
   set $i = $i + 1
 end
 ''')
-    g = subprocess.Popen([gdb, '-q', '-nx', '-batch', '-x', script],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
-    time.sleep(2)                       # attached and continued
-    # a counter, so that every store changes the watched value
-    t = vm.guest(CMD_STORE_LOOP, n, PAGE_P)
-    g.kill()
-    out, _ = g.communicate()
-    hits = out.count('hit')
+    log = os.path.join(vm.tmp, 'gdb.log')
+    with open(log, 'w', encoding='utf-8') as out:
+        g = subprocess.Popen([gdb, '-q', '-nx', '-batch', '-x', script],
+                             stdout=out, stderr=subprocess.STDOUT)
+        time.sleep(2)                   # attached and continued
+        # a counter, so that every store changes the watched value
+        t = vm.guest(CMD_STORE_LOOP, n, PAGE_P)
+        g.kill()
+        g.wait()
+    with open(log, encoding='utf-8', errors='replace') as f:
+        hits = sum(1 for line in f if line.strip() == 'hit')
     vm.close()
     if hits < n:
         return None, f'gdb reported {hits} of {n} writes'

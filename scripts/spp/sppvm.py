@@ -97,7 +97,8 @@ class Vm:
         t0 = time.perf_counter()
         self.qt.writel(MB_CMD, cmd)
         while self.qt.readl(MB_DONE) == done:
-            pass
+            if time.perf_counter() - t0 > 600:
+                raise RuntimeError(f'guest command {cmd} did not finish')
         return time.perf_counter() - t0
 
     def info(self):

@@ -221,6 +221,11 @@ static void test_qmp_errors(void)
                  qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
                            "{'base_gfn': 1, 'npages': 18446744073709551615,"
                            " 'wp_map': 0}}"));
+    /* the very last page of the address space */
+    expect_error(qts, "outside guest RAM",
+                 qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                           "{'base_gfn': 4503599627370495, 'npages': 1, "
+                           "'wp_map': 0}}"));
     /* beyond the 64 MiB of RAM */
     expect_error(qts, "outside guest RAM",
                  qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
