@@ -96,6 +96,8 @@ cmd_done:
  *   +8   qword  0x4444444444444444 (movq from an SSE register)
  *   +16  xchg   dword 0x55555555
  *   +20  lock cmpxchg dword 0 -> 0x66666666
+ *   +32  16 bytes of 0x99 (movdqu from an SSE register)
+ *   +64  rep movsb of 48 bytes from the ROM at 0xffff0000 + 128 * i
  *   +124 qword  0x7777777777777777 (straddles into sub-page i + 1, and
  *               into page Q for i = 31)
  * then rep stosb of 80 bytes of 0x88 at P + 4096 - 40 (across P and Q).
@@ -110,6 +112,9 @@ cmd_matrix:
         movl    $0x77777777, %eax
         movd    %eax, %xmm1
         pshufd  $0, %xmm1, %xmm1
+        movl    $0x99999999, %eax
+        movd    %eax, %xmm2
+        pshufd  $0, %xmm2, %xmm2
 1:
         movb    $0x11, 0(%edi)
         movw    $0x2222, 2(%edi)
@@ -120,6 +125,15 @@ cmd_matrix:
         xorl    %eax, %eax
         movl    $0x66666666, %edx
         lock cmpxchgl %edx, 20(%edi)
+        movdqu  %xmm2, 32(%edi)
+        pushl   %ecx
+        pushl   %edi
+        leal    (0xffff0000 - SPP_PAGE_P)(%edi), %esi
+        addl    $64, %edi
+        movl    $48, %ecx
+        rep movsb
+        popl    %edi
+        popl    %ecx
         movq    %xmm1, 124(%edi)
         addl    $128, %edi
         decl    %ecx

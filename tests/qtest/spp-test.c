@@ -725,7 +725,8 @@ typedef struct Model {
     GHashTable *first_blocked;   /* (gfn << 5 | subpage) of each store */
 } Model;
 
-static void model_store(Model *m, unsigned off, uint64_t val, unsigned size)
+static void model_store_bytes(Model *m, unsigned off, const uint8_t *buf,
+                              unsigned size)
 {
     bool seen = false;
     unsigned i;
@@ -735,7 +736,7 @@ static void model_store(Model *m, unsigned off, uint64_t val, unsigned size)
         unsigned sub = (o % 4096) / 128;
 
         if ((m->wp[o / 4096] >> sub) & 1) {
-            m->mem[o] = val >> (8 * (i % 8));
+            m->mem[o] = buf[i];
         } else {
             m->blocked++;
             if (!seen) {
@@ -747,10 +748,20 @@ static void model_store(Model *m, unsigned off, uint64_t val, unsigned size)
     }
 }
 
-static void model_matrix(Model *m)
+static void model_store(Model *m, unsigned off, uint64_t val, unsigned size)
 {
+    uint8_t buf[8];
+
+    stq_le_p(buf, val);
+    model_store_bytes(m, off, buf, size);
+}
+
+static void model_matrix(Model *m, const uint8_t *rom)
+{
+    uint8_t x99[16];
     unsigned i;
 
+    memset(x99, 0x99, sizeof(x99));
     for (i = 0; i < 32; i++) {
         unsigned b = 128 * i;
 
@@ -760,6 +771,8 @@ static void model_matrix(Model *m)
         model_store(m, b + 8, 0x4444444444444444ULL, 8);
         model_store(m, b + 16, 0x55555555, 4);
         model_store(m, b + 20, 0x66666666, 4);
+        model_store_bytes(m, b + 32, x99, 16);
+        model_store_bytes(m, b + 64, rom + b, 48);
         model_store(m, b + 124, 0x7777777777777777ULL, 8);
     }
     for (i = 0; i < 80; i++) {
@@ -774,7 +787,7 @@ static void model_matrix(Model *m)
 static void check_matrix(QTestState *qts, const char *accel)
 {
     Model m = { .wp = { MATRIX_WP_P, MATRIX_WP_Q } };
-    uint8_t mem[8192];
+    uint8_t mem[8192], rom[4096];
     GPtrArray *events;
     GHashTable *seen = g_hash_table_new(NULL, NULL);
     GHashTableIter it;
@@ -783,7 +796,8 @@ static void check_matrix(QTestState *qts, const char *accel)
 
     m.first_blocked = g_hash_table_new(NULL, NULL);
     guest_run(qts, SPP_CMD_MATRIX, 0);
-    model_matrix(&m);
+    qtest_memread(qts, 0xffff0000, rom, sizeof(rom));
+    model_matrix(&m, rom);
 
     qtest_memread(qts, SPP_PAGE_P, mem, sizeof(mem));
     for (i = 0; i < sizeof(mem); i++) {
