@@ -109,11 +109,6 @@ SppPolicy spp_get_policy(void)
     return spp.policy;
 }
 
-bool spp_active(void)
-{
-    return spp.nprot != 0;
-}
-
 static SppChunk *spp_chunk(uint64_t gfn, bool create)
 {
     gpointer key = GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT);
@@ -139,28 +134,6 @@ uint32_t spp_get_vector(uint64_t gfn)
     }
     c = spp_chunk(gfn, false);
     return c ? c->vec[gfn & (SPP_CHUNK_PAGES - 1)] : SPP_WP_ALL;
-}
-
-static void spp_store_vector(uint64_t gfn, uint32_t wp)
-{
-    SppChunk *c = spp_chunk(gfn, wp != SPP_WP_ALL);
-    uint32_t *v;
-
-    if (!c) {
-        return;     /* unprotecting a page that was never protected */
-    }
-    v = &c->vec[gfn & (SPP_CHUNK_PAGES - 1)];
-    if (*v == SPP_WP_ALL && wp != SPP_WP_ALL) {
-        c->nprot++;
-        spp.nprot++;
-    } else if (*v != SPP_WP_ALL && wp == SPP_WP_ALL) {
-        c->nprot--;
-        spp.nprot--;
-    }
-    *v = wp;
-    if (!c->nprot) {
-        g_tree_remove(spp.chunks, GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT));
-    }
 }
 
 /*
@@ -324,7 +297,7 @@ static bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
         for (j = n; j-- > 0;) {
             k -= r[j].npages;
             for (i = 0; i < r[j].npages; i++) {
-                spp_store_vector(r[j].gfn + i, old[k + i]);
+                spp_store_range(r[j].gfn + i, 1, old[k + i]);
             }
         }
         return false;
@@ -366,14 +339,19 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
 {
     bool from_cpu = current_cpu && !attrs.unspecified;
     int cpu_index = from_cpu ? current_cpu->cpu_index : -1;
-    uint64_t first_blocked = 0;
+    uint64_t first_blocked = 0, gfn = UINT64_MAX;
     unsigned i, nblocked = 0;
     SppPolicy action = spp.policy;
+    uint32_t vec = SPP_WP_ALL;
 
     for (i = 0; i < size; i++) {
         hwaddr a = gpa + i;
-        uint32_t vec = spp_get_vector(a >> SPP_PAGE_SHIFT);
         unsigned sub = (a & (SPP_PAGE_SIZE - 1)) >> SPP_SUBPAGE_SHIFT;
+
+        if (a >> SPP_PAGE_SHIFT != gfn) {
+            gfn = a >> SPP_PAGE_SHIFT;
+            vec = spp_get_vector(gfn);
+        }
 
         allowed[i] = (vec >> sub) & 1;
         if (!allowed[i] && !nblocked++) {

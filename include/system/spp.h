@@ -62,9 +62,6 @@ SppPolicy spp_get_policy(void);
 /* Current vector of @gfn (SPP_WP_ALL when the page is not protected). */
 uint32_t spp_get_vector(uint64_t gfn);
 
-/* True when any page is protected; cheap. */
-bool spp_active(void);
-
 /* A run of consecutive protected pages. */
 typedef struct SppRun {
     uint64_t gfn;
