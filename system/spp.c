@@ -386,13 +386,13 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
     case SPP_POLICY_UNPROTECT:
         for (i = 0; i < size; i++) {
             hwaddr a = gpa + i;
-            uint64_t gfn = a >> SPP_PAGE_SHIFT;
+            uint64_t page = a >> SPP_PAGE_SHIFT;
             unsigned sub = (a & (SPP_PAGE_SIZE - 1)) >> SPP_SUBPAGE_SHIFT;
-            uint32_t vec = spp_get_vector(gfn);
+            uint32_t wp = spp_get_vector(page);
 
-            if (!allowed[i] && !((vec >> sub) & 1)) {
-                SppRange r = { .gfn = gfn, .npages = 1,
-                               .wp = vec | (1U << sub) };
+            if (!allowed[i] && !((wp >> sub) & 1)) {
+                SppRange r = { .gfn = page, .npages = 1,
+                               .wp = wp | (1U << sub) };
 
                 spp_set_ranges(&r, 1, &error_abort);
             }
