@@ -9,6 +9,10 @@ set -euo pipefail
 "$TOP/scripts/spp/assemble.sh"
 
 need ninja meson cc make
+# Debian's ccache masquerades as cc/gcc from /usr/lib/ccache.
+if [ -d /usr/lib/ccache ] && [ -z "${SPP_NO_CCACHE:-}" ]; then
+    export PATH=/usr/lib/ccache:$PATH
+fi
 CONFIGURE_ARGS="--target-list=x86_64-softmmu --enable-kvm --enable-tcg
  --disable-docs --disable-download --without-default-features
  --enable-slirp --disable-werror --disable-install-blobs
