@@ -15,6 +15,9 @@
 
 #define SPP_STACK_TOP       0x180000
 
+/* An unprotected, 64-byte aligned area for xsave. */
+#define SPP_XSAVE_SCRATCH   0x300000
+
 /* Mailbox between the test and the guest. */
 #define SPP_MB_BASE         0x200000
 #define SPP_MB_READY        (SPP_MB_BASE + 0)
@@ -22,6 +25,7 @@
 #define SPP_MB_ARG          (SPP_MB_BASE + 8)
 #define SPP_MB_DONE         (SPP_MB_BASE + 12)
 #define SPP_MB_ADDR         (SPP_MB_BASE + 16)
+#define SPP_MB_XFEAT        (SPP_MB_BASE + 20)
 #define SPP_MB_READY_MAGIC  0x53505021
 
 #define SPP_CMD_MATRIX      1

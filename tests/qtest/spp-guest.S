@@ -101,9 +101,48 @@ cmd_done:
  *   +124 qword  0x7777777777777777 (straddles into sub-page i + 1, and
  *               into page Q for i = 31)
  * then rep stosb of 80 bytes of 0x88 at P + 4096 - 40 (across P and Q).
+ *
+ * With ARG bit 0 set, and where CPUID offers them, first: xsave of
+ * x87/SSE(/AVX) state to SPP_XSAVE_SCRATCH (unprotected) and then to
+ * P + 0x800, and a 32-byte AVX store of 0xaa at P + 0x3f0 (across
+ * sub-pages 7 and 8).  SPP_MB_XFEAT reports the features used (the xsave
+ * mask; 0 when none).
  * The test's model replays exactly this list.
  */
 cmd_matrix:
+        movl    $0, SPP_MB_XFEAT
+        testl   $1, SPP_MB_ARG
+        jz      8f
+        movl    $1, %eax
+        cpuid
+        btl     $26, %ecx               /* XSAVE */
+        jnc     8f
+        movl    %ecx, %esi
+        movl    %cr4, %eax
+        orl     $0x40000, %eax          /* OSXSAVE */
+        movl    %eax, %cr4
+        movl    $3, %ebp                /* x87 | SSE */
+        btl     $28, %esi               /* AVX */
+        jnc     9f
+        orl     $4, %ebp
+9:
+        movl    %ebp, %eax
+        xorl    %edx, %edx
+        xorl    %ecx, %ecx
+        xsetbv
+        movl    %ebp, %eax
+        xorl    %edx, %edx
+        xsave   SPP_XSAVE_SCRATCH
+        xsave   SPP_PAGE_P + 0x800
+        movl    %ebp, SPP_MB_XFEAT
+        testl   $4, %ebp
+        jz      8f
+        movl    $0xaaaaaaaa, %eax
+        movd    %eax, %xmm3
+        pshufd  $0, %xmm3, %xmm3
+        vinsertf128 $1, %xmm3, %ymm3, %ymm3
+        vmovdqu %ymm3, SPP_PAGE_P + 0x3f0
+8:
         movl    $SPP_PAGE_P, %edi
         movl    $32, %ecx
         movl    $0x44444444, %eax
