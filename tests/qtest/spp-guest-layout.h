@@ -34,5 +34,12 @@
 #define SPP_CMD_DEMO        4
 #define SPP_CMD_WRITER      5
 #define SPP_CMD_STORE_LOOP  6
+#define SPP_CMD_PAGING      7
+
+/* Paging test: where the test puts its page tables, what the guest uses */
+#define SPP_PAGE_DIR        0x210000
+#define SPP_PAGE_TABLE      0x211000
+#define SPP_PAGED_STORE     0x220000
+#define SPP_PAGED_LOAD      0x230000
 
 #endif

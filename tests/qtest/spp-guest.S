@@ -18,6 +18,9 @@
  *   5  writer: store a counter to each dword of SPP_PAGE_P in turn, for
  *      as long as the command stays 5
  *   6  ARG dword stores to the address in SPP_MB_ADDR (benchmarks)
+ *   7  paging: turn on 32-bit paging with the page directory at
+ *      SPP_MB_ADDR (the test fills it), store to SPP_PAGED_STORE and load
+ *      from SPP_PAGED_LOAD ARG times, turn paging off again
  *
  * Built with -DSPP_AUTORUN=ARG, the guest starts the demo command by
  * itself (scripts/spp/demo.sh uses that).
@@ -83,6 +86,8 @@ wait_cmd:
         je      cmd_writer
         cmpl    $6, %eax
         je      cmd_store_loop
+        cmpl    $7, %eax
+        je      cmd_paging
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -226,6 +231,28 @@ cmd_store_loop:
         movl    %ecx, (%edi)
         decl    %ecx
         jnz     7b
+        jmp     cmd_done
+
+cmd_paging:
+        movl    SPP_MB_ADDR, %eax
+        movl    %eax, %cr3
+        movl    %cr4, %eax
+        orl     $0x10, %eax             /* PSE */
+        movl    %eax, %cr4
+        movl    %cr0, %eax
+        orl     $0x80000000, %eax       /* PG */
+        movl    %eax, %cr0
+        jmp     1f
+1:
+        movl    SPP_MB_ARG, %ecx
+2:
+        movl    %ecx, SPP_PAGED_STORE
+        movl    SPP_PAGED_LOAD, %eax
+        decl    %ecx
+        jnz     2b
+        movl    %cr0, %eax
+        andl    $0x7fffffff, %eax
+        movl    %eax, %cr0
         jmp     cmd_done
 
 cmd_writer:

@@ -705,17 +705,24 @@ static QTestState *start_guest(const char *accel, const char *extra)
     return qts;
 }
 
-static void guest_run(QTestState *qts, uint32_t cmd, uint32_t arg)
+static void guest_run_at(QTestState *qts, uint32_t cmd, uint32_t arg,
+                         uint32_t addr)
 {
     uint32_t done = qtest_readl(qts, SPP_MB_DONE);
     gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
 
+    qtest_writel(qts, SPP_MB_ADDR, addr);
     qtest_writel(qts, SPP_MB_ARG, arg);
     qtest_writel(qts, SPP_MB_CMD, cmd);
     while (qtest_readl(qts, SPP_MB_DONE) == done) {
         g_assert(g_get_monotonic_time() < deadline);
         g_usleep(1000);
     }
+}
+
+static void guest_run(QTestState *qts, uint32_t cmd, uint32_t arg)
+{
+    guest_run_at(qts, cmd, arg, 0);
 }
 
 /* The model of the store matrix in spp-guest.S over pages P and Q. */
@@ -1059,6 +1066,40 @@ static void test_guest_concurrent(const void *opaque)
     qtest_quit(qts);
 }
 
+/*
+ * A page table on a protected page: the MMU's accessed/dirty updates are
+ * blocked like any store, and the guest goes on (it must not hang).
+ */
+static void test_guest_page_table(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, "-spp event-rate=0");
+    uint32_t *pt = g_new(uint32_t, 1024);
+    uint32_t *after = g_new(uint32_t, 1024);
+    int i;
+
+    /* identity map: 4 KiB pages below 4 MiB, 4 MiB pages above */
+    for (i = 0; i < 1024; i++) {
+        qtest_writel(qts, SPP_PAGE_DIR + 4 * i,
+                     i ? (i << 22) | 0x83 : SPP_PAGE_TABLE | 0x3);
+        pt[i] = cpu_to_le32((i << 12) | 0x3);
+    }
+    qtest_memwrite(qts, SPP_PAGE_TABLE, pt, 4096);
+    set_subpage(qts, SPP_PAGE_TABLE >> 12, 1, 0);
+
+    guest_run_at(qts, SPP_CMD_PAGING, 1000, SPP_PAGE_DIR);
+
+    /* the guest did its work, through the page table */
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGED_STORE), ==, 1);
+    /* and the protected page table did not change: no A/D bits */
+    qtest_memread(qts, SPP_PAGE_TABLE, after, 4096);
+    g_assert(memcmp(pt, after, 4096) == 0);
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), >, 0);
+    g_free(pt);
+    g_free(after);
+    qtest_quit(qts);
+}
+
 /* pause with a vCPU: the store is dropped and the VM stops. */
 static void test_guest_pause(const void *opaque)
 {
@@ -1141,12 +1182,15 @@ static void add_guest_tests(const char *accel)
     g_autofree char *mig = g_strdup_printf("/spp/%s/guest-migrate", accel);
     g_autofree char *con = g_strdup_printf("/spp/%s/guest-concurrent",
                                            accel);
+    g_autofree char *ptab = g_strdup_printf("/spp/%s/guest-page-table",
+                                            accel);
 
     qtest_add_data_func(m, accel, test_guest_matrix);
     qtest_add_data_func(h, accel, test_guest_hammer);
     qtest_add_data_func(p, accel, test_guest_pause);
     qtest_add_data_func(mig, accel, test_guest_migrate);
     qtest_add_data_func(con, accel, test_guest_concurrent);
+    qtest_add_data_func(ptab, accel, test_guest_page_table);
 }
 
 int main(int argc, char **argv)
