@@ -643,7 +643,7 @@ static QemuOptsList qemu_spp_opts = {
 
 void spp_parse_cmdline(const char *optarg)
 {
-    QemuOpts *opts = qemu_opts_parse_noisily(&qemu_spp_opts, optarg, false);
+    QemuOpts *opts = qemu_opts_parse_noisily(&qemu_spp_opts, optarg, true);
     const char *policy;
 
     if (!opts) {

@@ -1123,6 +1123,36 @@ static void test_guest_pause(const void *opaque)
     qtest_quit(qts);
 }
 
+/* Run QEMU with @args appended; expect it to fail with @msg on stderr. */
+static void expect_start_failure(const char *args, const char *msg)
+{
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *cmd = NULL, *err = NULL;
+    g_auto(GStrv) argv = NULL;
+    int status;
+
+    g_assert(qemu);
+    cmd = g_strdup_printf("%s -machine none -display none -nodefaults -S %s",
+                          qemu, args);
+    g_assert(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                          NULL, NULL, &err, &status, NULL));
+    g_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    if (!strstr(err, msg)) {
+        g_error("'%s': stderr '%s' does not mention '%s'", args, err, msg);
+    }
+}
+
+static void test_cmdline_errors(void)
+{
+    expect_start_failure("-spp policy=explode", "invalid policy 'explode'");
+    expect_start_failure("-spp explode", "invalid policy 'explode'");
+    expect_start_failure("-spp event-rate=many", "event-rate");
+    expect_start_failure("-spp event-rate=4294967296",
+                         "event-rate must be at most");
+    expect_start_failure("-spp color=red", "color");
+}
+
 /* -accel kvm,spp=auto on a kernel without SPP: the emulated backend. */
 static void test_kvm_backend_auto(void)
 {
@@ -1142,21 +1172,8 @@ static void test_kvm_backend_auto(void)
 /* -accel kvm,spp=hardware without SPP refuses to start. */
 static void test_kvm_backend_hardware(void)
 {
-    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
-    g_autofree char *out = NULL, *err = NULL;
-    const char *argv[] = {
-        qemu, "-machine", "q35", "-accel", "kvm,spp=hardware",
-        "-display", "none", "-nodefaults", "-S", NULL,
-    };
-    int status;
-
-    g_assert(qemu);
-    g_assert(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL,
-                          NULL, &out, &err, &status, NULL));
-    g_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
-    if (!strstr(err, "-accel kvm,spp=hardware: this kernel has no SPP")) {
-        g_error("unexpected stderr: %s", err);
-    }
+    expect_start_failure("-machine q35 -accel kvm,spp=hardware",
+                         "-accel kvm,spp=hardware: this kernel has no SPP");
 }
 
 static bool kvm_usable(void)
@@ -1212,6 +1229,7 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/policies", test_policies);
     qtest_add_func("/spp/rate-limit", test_rate_limit);
     qtest_add_func("/spp/reset", test_reset);
+    qtest_add_func("/spp/cmdline-errors", test_cmdline_errors);
     qtest_add_func("/spp/snapshot", test_snapshot);
     qtest_add_func("/spp/dimm-unplug", test_dimm_unplug);
     qtest_add_func("/spp/migrate-no-section", test_migrate_no_section);
