@@ -16,7 +16,10 @@
 #include "qemu/osdep.h"
 #include "qemu/bswap.h"
 #include "libqtest.h"
+#include "libqos/malloc-pc.h"
 #include "libqos/pci-pc.h"
+#include "libqos/virtio-pci.h"
+#include "libqos/virtio.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
 #include "qobject/qnum.h"
@@ -690,6 +693,89 @@ static void test_dma_edu(void)
     qtest_quit(qts);
 }
 
+#define RNG_BUF 0x400000
+
+/* virtio-rng fills a buffer on a protected page: 256 random bytes */
+static uint32_t rng_request(QTestState *qts, QVirtioPCIDevice *dev,
+                            QVirtQueue *vq, uint64_t addr)
+{
+    uint32_t head, len = 0;
+
+    head = qvirtqueue_add(qts, vq, addr, 256, true, false);
+    qvirtqueue_kick(qts, &dev->vdev, vq, head);
+    qvirtio_wait_used_elem(qts, &dev->vdev, vq, head, &len,
+                           GUEST_TIMEOUT_US);
+    return len;
+}
+
+static bool all_zero(const uint8_t *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (buf[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * A device that writes through address_space_map()/unmap() (virtio maps
+ * its in-buffers): the protected bytes are kept, the rest land, and the
+ * device keeps working.
+ */
+static void test_dma_map_virtio_rng(void)
+{
+    QTestState *qts = start_qtest("-device virtio-rng-pci,addr=05.0,"
+                                  "disable-modern=on");
+    QPCIBus *bus = qpci_new_pc(qts, NULL);
+    QGuestAllocator alloc;
+    QVirtioPCIDevice *dev;
+    QVirtQueue *vq;
+    GPtrArray *events;
+    uint8_t buf[256];
+    guint i;
+
+    pc_alloc_init(&alloc, qts, 0);
+    dev = virtio_pci_new(bus, &(QPCIAddress) { .devfn = QPCI_DEVFN(5, 0) });
+    g_assert(dev);
+    qvirtio_pci_device_enable(dev);
+    qvirtio_start_device(&dev->vdev);
+    qvirtio_set_features(&dev->vdev, 0);
+    vq = qvirtqueue_setup(&dev->vdev, &alloc, 0);
+    qvirtio_set_driver_ok(&dev->vdev);
+
+    /* away from the rings, which the allocator puts from 1 MiB up */
+    set_subpage(qts, RNG_BUF >> 12, 1, 0xfffffffd);  /* sub-page 1 */
+    g_assert_cmpuint(rng_request(qts, dev, vq, RNG_BUF + 64), ==, 256);
+    qtest_memread(qts, RNG_BUF + 64, buf, sizeof(buf));
+    g_assert(all_zero(buf + 64, 128));              /* bytes 128..255 */
+    g_assert_false(all_zero(buf, 64));              /* bytes 64..127 */
+    g_assert_false(all_zero(buf + 192, 64));        /* bytes 256..319 */
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, >=, 1);
+    for (i = 0; i < events->len; i++) {
+        QDict *d = event_data(events, i);
+
+        g_assert_cmpstr(qdict_get_str(d, "source"), ==, "device");
+        g_assert_cmpuint(get_u(d, "subpage"), ==, 1);
+    }
+    g_ptr_array_free(events, true);
+    g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 128);
+
+    /* the device goes on working, elsewhere */
+    g_assert_cmpuint(rng_request(qts, dev, vq, 0x301000), ==, 256);
+    qtest_memread(qts, 0x301000, buf, sizeof(buf));
+    g_assert_false(all_zero(buf, sizeof(buf)));
+
+    qvirtqueue_cleanup(dev->vdev.bus, vq, &alloc);
+    qos_object_destroy((QOSGraphObject *)dev);
+    alloc_destroy(&alloc);
+    qpci_free_pc(bus);
+    qtest_quit(qts);
+}
+
 /* The guest: start it, wait for it to be ready. */
 static QTestState *start_guest(const char *accel, const char *extra)
 {
@@ -1234,6 +1320,7 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/dimm-unplug", test_dimm_unplug);
     qtest_add_func("/spp/migrate-no-section", test_migrate_no_section);
     qtest_add_func("/spp/dma/edu", test_dma_edu);
+    qtest_add_func("/spp/dma/virtio-rng-map", test_dma_map_virtio_rng);
     if (qtest_has_accel("tcg")) {
         add_guest_tests("tcg");
     } else {
