@@ -53,7 +53,7 @@ failed=$((failed + ${fail:-0} + ${unexp:-0} + ${timeout:-0}))
 step test "contrib/spp/spp-watch against a running QEMU"
 python3 "$TOP/tests/qtest/spp-guest-build.py" cc \
     "$TOP/tests/qtest/spp-guest.S" "$BUILD/spp-check-guest.bin"
-if python3 "$TOP/contrib/spp/test-spp-watch.py" \
+if timeout 600 python3 "$TOP/contrib/spp/test-spp-watch.py" \
         "$BUILD/qemu-system-x86_64" "$BUILD/spp-check-guest.bin" \
         "$SRC/python" 2>&1 | grep -v 'terminating on signal' |
         tee "$BUILD/check-spp-watch.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
@@ -66,7 +66,7 @@ step test "SPP through libvirt (virsh qemu-monitor-command/-event)"
 python3 "$TOP/tests/qtest/spp-guest-build.py" cc \
     "$TOP/tests/qtest/spp-guest.S" "$BUILD/spp-check-demo-guest.bin" \
     -DSPP_AUTORUN=5
-if "$TOP/contrib/spp/test-libvirt.sh" "$BUILD/qemu-system-x86_64" \
+if timeout 600 "$TOP/contrib/spp/test-libvirt.sh" "$BUILD/qemu-system-x86_64" \
         "$BUILD/spp-check-demo-guest.bin" 2>&1 | tee "$BUILD/check-libvirt.log";
    [ "${PIPESTATUS[0]}" = 0 ]; then
     passed=$((passed + 1))
