@@ -66,6 +66,7 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 as_user mkdir -p "$T/run"
 as_user libvirtd >"$T/libvirtd.log" 2>&1 &
