@@ -14,6 +14,7 @@
 #include <linux/kvm.h>
 #include "qapi/error.h"
 #include "system/kvm-spp.h"
+#include "system/spp.h"
 
 #define SPP_WP_ALL 0xffffffffU
 
@@ -112,6 +113,28 @@ bool kvm_spp_set_access(const KvmSppKernel *k, uint64_t gfn, uint64_t npages,
                         uint32_t wp, const uint32_t *old, Error **errp)
 {
     return kvm_spp_set_vectors(k, gfn, npages, NULL, wp, old, errp);
+}
+
+bool kvm_spp_set_ranges(const KvmSppKernel *k, const SppRange *r, size_t n,
+                        const uint32_t *old, Error **errp)
+{
+    uint64_t off = 0;
+    size_t j;
+
+    for (j = 0; j < n; j++) {
+        if (!kvm_spp_set_access(k, r[j].gfn, r[j].npages, r[j].wp,
+                                old + off, errp)) {
+            /* Undo the ranges already applied, last first. */
+            while (j-- > 0) {
+                off -= r[j].npages;
+                kvm_spp_set_vectors(k, r[j].gfn, r[j].npages, old + off, 0,
+                                    old + off, NULL);
+            }
+            return false;
+        }
+        off += r[j].npages;
+    }
+    return true;
 }
 
 bool kvm_spp_get_access(const KvmSppKernel *k, uint64_t gfn, uint64_t npages,

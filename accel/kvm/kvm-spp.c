@@ -91,23 +91,7 @@ static KvmSppKernel kvm_spp_kernel = {
 static bool kvm_spp_hw_update(const SppRange *r, size_t n,
                               const uint32_t *old, Error **errp)
 {
-    uint64_t off = 0;
-    size_t j;
-
-    for (j = 0; j < n; j++) {
-        if (!kvm_spp_set_access(&kvm_spp_kernel, r[j].gfn, r[j].npages,
-                                r[j].wp, old + off, errp)) {
-            /* Undo the ranges already applied, last first. */
-            while (j-- > 0) {
-                off -= r[j].npages;
-                kvm_spp_set_vectors(&kvm_spp_kernel, r[j].gfn, r[j].npages,
-                                    old + off, 0, old + off, NULL);
-            }
-            return false;
-        }
-        off += r[j].npages;
-    }
-    return true;
+    return kvm_spp_set_ranges(&kvm_spp_kernel, r, n, old, errp);
 }
 
 static uint64_t kvm_spp_hw_regions(void)

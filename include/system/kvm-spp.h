@@ -62,6 +62,15 @@ bool kvm_spp_set_vectors(const KvmSppKernel *k, uint64_t gfn,
                          uint64_t npages, const uint32_t *vals, uint32_t wp,
                          const uint32_t *old, Error **errp);
 
+/*
+ * Apply the core's ranges in order (@old: the vectors before, one per
+ * page, range after range); on failure, undo the ranges already applied
+ * so the kernel is left as it was.
+ */
+struct SppRange;
+bool kvm_spp_set_ranges(const KvmSppKernel *k, const struct SppRange *r,
+                        size_t n, const uint32_t *old, Error **errp);
+
 /* Read the vectors of [gfn, gfn + npages) into @out. */
 bool kvm_spp_get_access(const KvmSppKernel *k, uint64_t gfn, uint64_t npages,
                         uint32_t *out, Error **errp);

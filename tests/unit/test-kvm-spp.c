@@ -16,6 +16,7 @@
 #include <linux/kvm.h>
 #include "qapi/error.h"
 #include "system/kvm-spp.h"
+#include "system/spp.h"
 
 #define WP_ALL 0xffffffffU
 
@@ -243,6 +244,47 @@ static void test_rollback(void)
     sim_free(k);
 }
 
+/* A request of several ranges fails in its third: all of it is undone. */
+static void test_ranges_rollback(void)
+{
+    KvmSppKernel kk;
+    SimKernel *k = sim_new(&kk, KVM_SUBPAGE_MAX_PAGES, 0);
+    const SppRange r[] = {
+        { .gfn = 0x100, .npages = 600, .wp = 0x1 },
+        { .gfn = 0x2000, .npages = 1, .wp = 0x2 },
+        { .gfn = 0x3000, .npages = 1000, .wp = 0x3 },
+    };
+    g_autofree uint32_t *old = g_new(uint32_t, 1601);
+    Error *err = NULL;
+    uint64_t i;
+
+    for (i = 0; i < 1601; i++) {
+        old[i] = WP_ALL;
+    }
+    /* calls: 512 + 88 (range 0), 1 (range 1), 512 (range 2) fails */
+    k->fail_set_call = 4;
+    k->fail_errno = EIO;
+    g_assert_false(kvm_spp_set_ranges(&kk, r, ARRAY_SIZE(r), old, &err));
+    g_assert(err);
+    error_free(err);
+    for (i = 0; i < 600; i++) {
+        g_assert_cmphex(sim_vector(k, 0x100 + i), ==, WP_ALL);
+    }
+    g_assert_cmphex(sim_vector(k, 0x2000), ==, WP_ALL);
+    for (i = 0; i < 1000; i++) {
+        g_assert_cmphex(sim_vector(k, 0x3000 + i), ==, WP_ALL);
+    }
+
+    /* and without a failure, every range lands */
+    k->fail_set_call = 0;
+    g_assert_true(kvm_spp_set_ranges(&kk, r, ARRAY_SIZE(r), old,
+                                     &error_abort));
+    g_assert_cmphex(sim_vector(k, 0x100 + 599), ==, 0x1);
+    g_assert_cmphex(sim_vector(k, 0x2000), ==, 0x2);
+    g_assert_cmphex(sim_vector(k, 0x3000 + 999), ==, 0x3);
+    sim_free(k);
+}
+
 static uint32_t exit_vectors(uint64_t gfn)
 {
     return gfn == 0x100 ? 0xfffffffe : WP_ALL;
@@ -285,6 +327,7 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm-spp/sim/probe-spp-kernel", test_probe_spp_kernel);
     g_test_add_func("/kvm-spp/sim/chunking", test_chunking);
     g_test_add_func("/kvm-spp/sim/rollback", test_rollback);
+    g_test_add_func("/kvm-spp/sim/ranges-rollback", test_ranges_rollback);
     g_test_add_func("/kvm-spp/sim/exit-addr-forms", test_exit_addr_forms);
     g_test_add_func("/kvm-spp/sim/exit-policies", test_exit_policies);
     return g_test_run();
