@@ -13,7 +13,6 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bswap.h"
-#include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
@@ -651,8 +650,7 @@ void spp_parse_cmdline(const char *optarg)
     }
     policy = qemu_opt_get(opts, "policy");
     if (policy) {
-        Error *err = NULL;
-        int p = qapi_enum_parse(&SppPolicy_lookup, policy, -1, &err);
+        int p = qapi_enum_parse(&SppPolicy_lookup, policy, -1, NULL);
 
         if (p < 0) {
             error_report("-spp: invalid policy '%s' (expected block, "
