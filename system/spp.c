@@ -455,10 +455,6 @@ void qmp_get_subpage(uint64_t base_gfn, uint64_t npages, const char *filename,
     if (!spp_check_range(base_gfn, npages, errp)) {
         return;
     }
-    if (npages > SIZE_MAX / sizeof(uint32_t)) {
-        error_setg(errp, "npages %" PRIu64 " is too large", npages);
-        return;
-    }
     buf = g_new(uint32_t, npages);
     for (i = 0; i < npages; i++) {
         buf[i] = cpu_to_le32(spp_get_vector(base_gfn + i));

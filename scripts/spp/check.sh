@@ -20,11 +20,19 @@ done
 
 passed=0
 failed=0
-if "$TOP/scripts/spp/check-patches.sh"; then
-    passed=$((passed + 1))
-else
-    failed=$((failed + 1))
-fi
+# tally STATUS: count one check as passed (0) or failed
+tally() {
+    if [ "$1" = 0 ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+}
+
+# From here on each check is counted, not fatal.
+set +e
+"$TOP/scripts/spp/check-patches.sh"
+tally $?
 
 step test "meson test: $QTESTS $UNIT_TESTS"
 names="$UNIT_TESTS"
@@ -32,11 +40,9 @@ for t in $QTESTS; do
     names="$names qtest-x86_64/$t"
 done
 log=$BUILD/check.log
-set +e
 # shellcheck disable=SC2086
 (cd "$OBJ" && "$OBJ/pyvenv/bin/meson" test --no-rebuild --print-errorlogs \
      $names) 2>&1 | tee "$log"
-set -e
 ok=$(sed -n 's/^Ok:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
 expfail=$(sed -n 's/^Expected Fail:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
 fail=$(sed -n 's/^Fail:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
@@ -52,31 +58,25 @@ failed=$((failed + ${fail:-0} + ${unexp:-0} + ${timeout:-0}))
 
 step test "contrib/spp/spp-watch against a running QEMU"
 python3 "$TOP/tests/qtest/spp-guest-build.py" cc \
-    "$TOP/tests/qtest/spp-guest.S" "$BUILD/spp-check-guest.bin"
-if timeout 600 python3 "$TOP/contrib/spp/test-spp-watch.py" \
-        "$BUILD/qemu-system-x86_64" "$BUILD/spp-check-guest.bin" \
-        "$SRC/python" 2>&1 | grep -v 'terminating on signal' |
-        tee "$BUILD/check-spp-watch.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
-    passed=$((passed + 1))
-else
-    failed=$((failed + 1))
-fi
+    "$TOP/tests/qtest/spp-guest.S" "$BUILD/spp-check-guest.bin" ||
+    die "cannot build the test guest"
+timeout 600 python3 "$TOP/contrib/spp/test-spp-watch.py" \
+    "$BUILD/qemu-system-x86_64" "$BUILD/spp-check-guest.bin" \
+    "$SRC/python" 2>&1 | grep -v 'terminating on signal' |
+    tee "$BUILD/check-spp-watch.log"
+tally "${PIPESTATUS[0]}"
 
 step test "SPP through libvirt (virsh qemu-monitor-command/-event)"
 python3 "$TOP/tests/qtest/spp-guest-build.py" cc \
     "$TOP/tests/qtest/spp-guest.S" "$BUILD/spp-check-demo-guest.bin" \
-    -DSPP_AUTORUN=5
-if timeout 600 "$TOP/contrib/spp/test-libvirt.sh" "$BUILD/qemu-system-x86_64" \
-        "$BUILD/spp-check-demo-guest.bin" 2>&1 | tee "$BUILD/check-libvirt.log";
-   [ "${PIPESTATUS[0]}" = 0 ]; then
-    passed=$((passed + 1))
-else
-    failed=$((failed + 1))
-fi
+    -DSPP_AUTORUN=5 || die "cannot build the demo guest"
+timeout 600 "$TOP/contrib/spp/test-libvirt.sh" "$BUILD/qemu-system-x86_64" \
+    "$BUILD/spp-check-demo-guest.bin" 2>&1 | tee "$BUILD/check-libvirt.log"
+tally "${PIPESTATUS[0]}"
 
 # Sub-tests that the test programs skipped, with their reasons.
 grep -h '^# .*skipping\|SKIP' "$OBJ"/meson-logs/testlog.txt 2>/dev/null |
-    sort -u | sed 's/^/note: /' || true
+    sort -u | sed 's/^/note: /'
 
 echo "$passed passed, $failed failed, ${skipped:-0} skipped"
 [ "$failed" = 0 ]
