@@ -1,0 +1,526 @@
+/*
+ * Sub-page write protection (SPP): where an x86 instruction may store
+ *
+ * Handles the legacy, 0F, 0F38 and 0F3A opcode maps, VEX and EVEX, 16-,
+ * 32- and 64-bit addressing, segment overrides and RIP-relative
+ * operands.  Gathers and scatters (vector indexes) and AMD's XOP are
+ * reported as unknown.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "kvm-spp-insn.h"
+
+enum { REG_SP = 4, REG_BP = 5, REG_SI = 6, REG_DI = 7, REG_BX = 3 };
+enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_NONE = -1 };
+
+/* The instruction as far as it has been read. */
+typedef struct SppX86Dec {
+    const uint8_t *insn;
+    size_t len;
+    size_t pos;
+    const SppX86Context *ctx;
+
+    bool opsize;                /* 0x66 */
+    bool adsize;                /* 0x67 */
+    uint8_t rep;                /* 0xf2, 0xf3 or 0 */
+    int seg;                    /* override, or SEG_NONE */
+    bool rex_r, rex_x, rex_b;
+    bool vex, evex;
+    unsigned map;               /* 0: one byte, 1: 0F, 2: 0F38, 3: 0F3A... */
+    uint8_t op;
+    uint8_t modrm;
+} SppX86Dec;
+
+static bool spp_x86_byte(SppX86Dec *d, uint8_t *b)
+{
+    if (d->pos >= d->len || d->pos >= 15) {
+        return false;
+    }
+    *b = d->insn[d->pos++];
+    return true;
+}
+
+static bool spp_x86_peek(const SppX86Dec *d, size_t ahead, uint8_t *b)
+{
+    if (d->pos + ahead >= d->len || d->pos + ahead >= 15) {
+        return false;
+    }
+    *b = d->insn[d->pos + ahead];
+    return true;
+}
+
+static bool spp_x86_onebyte_modrm(uint8_t op, bool mode64)
+{
+    if (op < 0x40) {
+        return (op & 7) < 4;    /* the r/m forms of the ALU ops */
+    }
+    switch (op) {
+    case 0x62:                  /* BOUND */
+    case 0xc4:                  /* LES */
+    case 0xc5:                  /* LDS */
+        return !mode64;
+    case 0x63:
+    case 0x69:
+    case 0x6b:
+    case 0x80 ... 0x8f:
+    case 0xc0:
+    case 0xc1:
+    case 0xc6:
+    case 0xc7:
+    case 0xd0 ... 0xd3:
+    case 0xd8 ... 0xdf:
+    case 0xf6:
+    case 0xf7:
+    case 0xfe:
+    case 0xff:
+        return true;
+    }
+    return false;
+}
+
+static bool spp_x86_0f_modrm(uint8_t op)
+{
+    switch (op) {
+    case 0x04 ... 0x0c:
+    case 0x0e:
+    case 0x30 ... 0x37:
+    case 0x77:
+    case 0x80 ... 0x8f:
+    case 0xa0 ... 0xa2:
+    case 0xa8 ... 0xaa:
+    case 0xc8 ... 0xcf:
+        return false;
+    }
+    return true;
+}
+
+static unsigned spp_x86_imm_size(const SppX86Dec *d)
+{
+    unsigned reg = (d->modrm >> 3) & 7;
+    unsigned z = (d->ctx->code_bits == 16) != d->opsize ? 2 : 4;
+
+    switch (d->map) {
+    case 0:
+        switch (d->op) {
+        case 0x80:
+        case 0x82:
+        case 0x83:
+        case 0x6b:
+        case 0xc0:
+        case 0xc1:
+        case 0xc6:
+            return 1;
+        case 0x69:
+        case 0x81:
+        case 0xc7:
+            return z;
+        case 0xf6:
+            return reg < 2 ? 1 : 0;
+        case 0xf7:
+            return reg < 2 ? z : 0;
+        }
+        return 0;
+    case 1:
+        switch (d->op) {
+        case 0x0f:              /* 3DNow!: the opcode byte follows */
+        case 0x70 ... 0x73:
+        case 0xa4:
+        case 0xac:
+        case 0xba:
+        case 0xc2:
+        case 0xc4 ... 0xc6:
+            return 1;
+        }
+        return 0;
+    case 3:
+        return 1;
+    }
+    return 0;
+}
+
+/* Largest store of an instruction with a ModRM memory operand. */
+static uint64_t spp_x86_store_size(const SppX86Dec *d)
+{
+    unsigned reg = (d->modrm >> 3) & 7;
+
+    if (d->map == 0 && (d->op == 0xd9 || d->op == 0xdd) && reg == 6) {
+        return 108;             /* FNSTENV, FNSAVE */
+    }
+    if (d->map == 1 && !d->vex && !d->evex) {
+        if (d->op == 0xae && reg == 0) {
+            return 512;         /* FXSAVE */
+        }
+        if ((d->op == 0xae && (reg == 4 || (reg == 6 && !d->opsize))) ||
+            (d->op == 0xc7 && (reg == 4 || reg == 5))) {
+            /* XSAVE, XSAVEOPT, XSAVEC, XSAVES */
+            return MAX(d->ctx->xsave_size, 512);
+        }
+    }
+    return SPP_X86_MAX_STORE;
+}
+
+static uint64_t spp_x86_reg(const SppX86Dec *d, unsigned r, unsigned bits)
+{
+    uint64_t v = d->ctx->regs[r];
+
+    return bits == 64 ? v : v & ((1ULL << bits) - 1);
+}
+
+static unsigned spp_x86_addr_bits(const SppX86Dec *d)
+{
+    switch (d->ctx->code_bits) {
+    case 64:
+        return d->adsize ? 32 : 64;
+    case 32:
+        return d->adsize ? 16 : 32;
+    default:
+        return d->adsize ? 32 : 16;
+    }
+}
+
+static uint64_t spp_x86_linear(const SppX86Dec *d, int seg, uint64_t ea)
+{
+    if (d->seg != SEG_NONE) {
+        seg = d->seg;
+    }
+    if (d->ctx->code_bits == 64) {
+        /* Only FS and GS have a base in 64-bit mode. */
+        return (seg == SEG_FS || seg == SEG_GS) ? d->ctx->seg_base[seg] + ea
+                                                : ea;
+    }
+    return (d->ctx->seg_base[seg] + ea) & 0xffffffffULL;
+}
+
+static bool spp_x86_disp(SppX86Dec *d, unsigned bytes, int64_t *disp)
+{
+    uint64_t v = 0;
+    unsigned i;
+    uint8_t b;
+
+    for (i = 0; i < bytes; i++) {
+        if (!spp_x86_byte(d, &b)) {
+            return false;
+        }
+        v |= (uint64_t)b << (8 * i);
+    }
+    switch (bytes) {
+    case 1:
+        *disp = (int8_t)v;
+        break;
+    case 2:
+        *disp = (int16_t)v;
+        break;
+    case 4:
+        *disp = (int32_t)v;
+        break;
+    default:
+        *disp = 0;
+    }
+    return true;
+}
+
+/* The linear address of the ModRM memory operand; @lo..@hi for EVEX. */
+static SppX86Decode spp_x86_modrm_addr(SppX86Dec *d, uint64_t *lo,
+                                       uint64_t *hi)
+{
+    unsigned mod = d->modrm >> 6, rm = d->modrm & 7;
+    unsigned bits = spp_x86_addr_bits(d);
+    uint64_t mask = bits == 64 ? UINT64_MAX : (1ULL << bits) - 1;
+    uint64_t ea = 0;
+    int64_t disp = 0;
+    int seg = SEG_DS;
+    bool riprel = false;
+
+    if (bits == 16) {
+        static const int8_t base16[8] = {
+            REG_BX, REG_BX, REG_BP, REG_BP, -1, -1, REG_BP, REG_BX };
+        static const int8_t index16[8] = {
+            REG_SI, REG_DI, REG_SI, REG_DI, REG_SI, REG_DI, -1, -1 };
+
+        if (mod == 0 && rm == 6) {
+            if (!spp_x86_disp(d, 2, &disp)) {
+                return SPP_X86_UNKNOWN;
+            }
+        } else {
+            if (base16[rm] >= 0) {
+                ea += spp_x86_reg(d, base16[rm], 16);
+                seg = base16[rm] == REG_BP ? SEG_SS : SEG_DS;
+            }
+            if (index16[rm] >= 0) {
+                ea += spp_x86_reg(d, index16[rm], 16);
+            }
+            if (mod && !spp_x86_disp(d, mod == 1 ? 1 : 2, &disp)) {
+                return SPP_X86_UNKNOWN;
+            }
+        }
+    } else {
+        unsigned dispbytes = mod == 1 ? 1 : mod == 2 ? 4 : 0;
+
+        if (rm == 4) {
+            uint8_t sib;
+            unsigned scale, index, base;
+
+            if (!spp_x86_byte(d, &sib)) {
+                return SPP_X86_UNKNOWN;
+            }
+            scale = sib >> 6;
+            index = ((sib >> 3) & 7) | (d->rex_x << 3);
+            base = (sib & 7) | (d->rex_b << 3);
+            if (index != REG_SP) {
+                ea += spp_x86_reg(d, index, bits) << scale;
+            }
+            if ((sib & 7) == REG_BP && mod == 0) {
+                dispbytes = 4;
+            } else {
+                ea += spp_x86_reg(d, base, bits);
+                if ((base & 7) == REG_SP || (base & 7) == REG_BP) {
+                    seg = SEG_SS;
+                }
+            }
+        } else if (rm == 5 && mod == 0) {
+            dispbytes = 4;
+            riprel = d->ctx->code_bits == 64;
+        } else {
+            unsigned base = rm | (d->rex_b << 3);
+
+            ea += spp_x86_reg(d, base, bits);
+            if (rm == REG_BP) {
+                seg = SEG_SS;
+            }
+        }
+        if (!spp_x86_disp(d, dispbytes, &disp)) {
+            return SPP_X86_UNKNOWN;
+        }
+    }
+
+    if (riprel) {
+        size_t end = d->pos + spp_x86_imm_size(d);
+
+        if (end > d->len || end > 15) {
+            return SPP_X86_UNKNOWN;
+        }
+        ea = d->ctx->rip + end;
+    }
+    if (d->evex && mod == 1) {
+        /* disp8 is scaled by the operand's size N, 1 <= N <= 64. */
+        *lo = spp_x86_linear(d, seg, (ea + MIN(disp, disp * 64)) & mask);
+        *hi = spp_x86_linear(d, seg, (ea + MAX(disp, disp * 64)) & mask);
+        if (*hi < *lo) {
+            return SPP_X86_UNKNOWN;     /* wraps: do not guess */
+        }
+        return SPP_X86_STORE;
+    }
+    *lo = *hi = spp_x86_linear(d, seg, (ea + disp) & mask);
+    return SPP_X86_STORE;
+}
+
+/* A store to seg:[rDI] or ES:[reg], which the ModRM byte does not name. */
+static SppX86Decode spp_x86_reg_dest(SppX86Dec *d, int seg, unsigned reg,
+                                     uint64_t size, SppX86Store *store)
+{
+    unsigned bits = spp_x86_addr_bits(d);
+
+    store->addr = spp_x86_linear(d, seg, spp_x86_reg(d, reg, bits));
+    store->size = size;
+    return SPP_X86_STORE;
+}
+
+static SppX86Decode spp_x86_vex(SppX86Dec *d)
+{
+    uint8_t b1, b2, b3;
+    bool mode64 = d->ctx->code_bits == 64;
+    uint8_t first = d->insn[d->pos];
+
+    /* Outside 64-bit mode these are LES, LDS and BOUND unless mod = 3. */
+    if (!spp_x86_peek(d, 1, &b1)) {
+        return SPP_X86_UNKNOWN;
+    }
+    if (!mode64 && (b1 & 0xc0) != 0xc0) {
+        return SPP_X86_NO_MEMORY;   /* not VEX: the caller decodes it */
+    }
+    d->pos++;
+    d->pos++;
+    if (d->rep || d->opsize) {
+        return SPP_X86_UNKNOWN;     /* #UD */
+    }
+    if (first == 0xc5) {
+        d->vex = true;
+        d->rex_r = !(b1 & 0x80);
+        d->map = 1;
+        d->opsize = (b1 & 3) == 1;
+        return SPP_X86_STORE;
+    }
+    if (!spp_x86_byte(d, &b2)) {
+        return SPP_X86_UNKNOWN;
+    }
+    d->rex_r = !(b1 & 0x80);
+    d->rex_x = !(b1 & 0x40);
+    d->rex_b = !(b1 & 0x20);
+    if (first == 0xc4) {
+        d->vex = true;
+        d->map = b1 & 0x1f;
+        d->opsize = (b2 & 3) == 1;
+        return d->map >= 1 && d->map <= 3 ? SPP_X86_STORE : SPP_X86_UNKNOWN;
+    }
+    /* EVEX: 62 P0 P1 P2 */
+    if (!spp_x86_byte(d, &b3)) {
+        return SPP_X86_UNKNOWN;
+    }
+    d->evex = true;
+    d->map = b1 & 7;
+    d->opsize = (b2 & 3) == 1;
+    switch (d->map) {
+    case 1 ... 3:
+    case 5:
+    case 6:
+        return SPP_X86_STORE;
+    }
+    return SPP_X86_UNKNOWN;
+}
+
+SppX86Decode spp_x86_insn_store(const uint8_t *insn, size_t len,
+                                const SppX86Context *ctx,
+                                SppX86Store *store)
+{
+    SppX86Dec d = {
+        .insn = insn, .len = len, .ctx = ctx, .seg = SEG_NONE,
+    };
+    bool mode64 = ctx->code_bits == 64;
+    uint64_t lo, hi;
+    SppX86Decode r;
+    uint8_t b;
+    unsigned mod, reg;
+
+    /* Legacy prefixes, then REX, which must come last. */
+    for (;;) {
+        if (!spp_x86_byte(&d, &b)) {
+            return SPP_X86_UNKNOWN;
+        }
+        switch (b) {
+        case 0x66:
+            d.opsize = true;
+            break;
+        case 0x67:
+            d.adsize = true;
+            break;
+        case 0xf2:
+        case 0xf3:
+            d.rep = b;
+            break;
+        case 0xf0:
+            break;
+        case 0x26:
+            d.seg = SEG_ES;
+            break;
+        case 0x2e:
+            d.seg = SEG_CS;
+            break;
+        case 0x36:
+            d.seg = SEG_SS;
+            break;
+        case 0x3e:
+            d.seg = SEG_DS;
+            break;
+        case 0x64:
+            d.seg = SEG_FS;
+            break;
+        case 0x65:
+            d.seg = SEG_GS;
+            break;
+        default:
+            goto opcode;
+        }
+    }
+
+opcode:
+    if (mode64 && b >= 0x40 && b <= 0x4f) {
+        d.rex_r = b & 4;
+        d.rex_x = b & 2;
+        d.rex_b = b & 1;
+        if (!spp_x86_byte(&d, &b)) {
+            return SPP_X86_UNKNOWN;
+        }
+    }
+    if (b == 0xc4 || b == 0xc5 || b == 0x62) {
+        d.pos--;
+        r = spp_x86_vex(&d);
+        if (r == SPP_X86_UNKNOWN) {
+            return r;
+        }
+        if (r == SPP_X86_NO_MEMORY) {
+            d.pos++;            /* the legacy one-byte opcode */
+        }
+    } else if (b == 0x8f && spp_x86_peek(&d, 0, &b) && (b & 0x1f) >= 8) {
+        return SPP_X86_UNKNOWN;         /* AMD XOP */
+    } else if (mode64 && b == 0xd5) {
+        return SPP_X86_UNKNOWN;         /* REX2 */
+    }
+
+    if (d.vex || d.evex) {
+        if (!spp_x86_byte(&d, &d.op)) {
+            return SPP_X86_UNKNOWN;
+        }
+        if (d.map == 1 && d.op == 0x77) {
+            return SPP_X86_NO_MEMORY;   /* VZEROUPPER, VZEROALL */
+        }
+    } else {
+        d.op = d.insn[d.pos - 1];
+        if (d.op == 0x0f) {
+            if (!spp_x86_byte(&d, &d.op)) {
+                return SPP_X86_UNKNOWN;
+            }
+            d.map = 1;
+            if (d.op == 0x38 || d.op == 0x3a) {
+                d.map = d.op == 0x38 ? 2 : 3;
+                if (!spp_x86_byte(&d, &d.op)) {
+                    return SPP_X86_UNKNOWN;
+                }
+            } else if (!spp_x86_0f_modrm(d.op)) {
+                return SPP_X86_NO_MEMORY;
+            }
+        } else if (!spp_x86_onebyte_modrm(d.op, mode64)) {
+            return SPP_X86_NO_MEMORY;
+        }
+    }
+
+    if (!spp_x86_byte(&d, &d.modrm)) {
+        return SPP_X86_UNKNOWN;
+    }
+    mod = d.modrm >> 6;
+    reg = ((d.modrm >> 3) & 7) | (d.rex_r << 3);
+
+    /* Stores whose destination is not the ModRM operand. */
+    if (d.map == 1 && d.op == 0xf7 && mod == 3 && !d.evex &&
+        (d.vex || !d.rep)) {
+        /* MASKMOVQ, (V)MASKMOVDQU */
+        return spp_x86_reg_dest(&d, SEG_DS, REG_DI, 16, store);
+    }
+    if (d.map == 2 && d.op == 0xf8 && !d.vex && !d.evex) {
+        /* MOVDIR64B, ENQCMD, ENQCMDS: 64 bytes to ES:[reg] */
+        if (mod == 3 || (!d.opsize && !d.rep)) {
+            return SPP_X86_UNKNOWN;
+        }
+        d.seg = SEG_NONE;
+        return spp_x86_reg_dest(&d, SEG_ES, reg, 64, store);
+    }
+    if (mod == 3) {
+        return SPP_X86_NO_MEMORY;
+    }
+    if ((d.vex || d.evex) && d.map == 2 &&
+        ((d.op >= 0x90 && d.op <= 0x93) || (d.op >= 0xa0 && d.op <= 0xa3) ||
+         d.op == 0xc6 || d.op == 0xc7)) {
+        return SPP_X86_UNKNOWN;         /* vector index (VSIB) */
+    }
+
+    r = spp_x86_modrm_addr(&d, &lo, &hi);
+    if (r != SPP_X86_STORE) {
+        return r;
+    }
+    store->addr = lo;
+    store->size = hi - lo + spp_x86_store_size(&d);
+    return SPP_X86_STORE;
+}
