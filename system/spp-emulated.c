@@ -374,6 +374,49 @@ static void spp_group_pieces(GArray *pieces)
     g_array_set_size(pieces, out);
 }
 
+/* Pages spp_emulated_lift() left as plain RAM, sorted. */
+static GArray *spp_lifted;
+
+/* Cut the lifted pages out of @pieces. */
+static void spp_carve_lifted(GArray *pieces)
+{
+    g_autoptr(GArray) in = NULL;
+    guint i, l = 0;
+
+    if (!spp_lifted || !spp_lifted->len) {
+        return;
+    }
+    in = g_array_copy(pieces);
+    g_array_set_size(pieces, 0);
+    for (i = 0; i < in->len; i++) {
+        SppPiece p = g_array_index(in, SppPiece, i);
+        hwaddr end = p.gpa + p.size;
+
+        while (l < spp_lifted->len &&
+               (g_array_index(spp_lifted, uint64_t, l) << SPP_PAGE_SHIFT) <
+               end) {
+            hwaddr lifted = g_array_index(spp_lifted, uint64_t, l)
+                            << SPP_PAGE_SHIFT;
+
+            if (lifted >= p.gpa) {
+                if (lifted > p.gpa) {
+                    SppPiece head = p;
+
+                    head.size = lifted - p.gpa;
+                    g_array_append_val(pieces, head);
+                }
+                p.offset += lifted + SPP_PAGE_SIZE - p.gpa;
+                p.gpa = lifted + SPP_PAGE_SIZE;
+            }
+            l++;
+        }
+        if (p.gpa < end) {
+            p.size = end - p.gpa;
+            g_array_append_val(pieces, p);
+        }
+    }
+}
+
 static void spp_overlay_free(SppOverlay *ov)
 {
     object_unparent(OBJECT(&ov->alias));
@@ -584,11 +627,25 @@ static bool spp_range_covered(uint64_t gfn, uint64_t npages)
     return true;
 }
 
+static void spp_recompute(void)
+{
+    g_autoptr(GArray) pieces = spp_pieces();
+
+    spp_group_pieces(pieces);
+    spp_carve_lifted(pieces);
+    spp_apply_pieces(pieces);
+}
+
+static gint spp_gfn_cmp(gconstpointer a, gconstpointer b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
 static bool spp_emulated_update(const SppRange *r, size_t n,
                                 const uint32_t *old, Error **errp)
 {
-    g_autoptr(GArray) pieces = NULL;
-
     if (!spp_overlays) {
         spp_overlays = g_ptr_array_new();
         spp_overlays_by_offset = g_ptr_array_new();
@@ -604,10 +661,21 @@ static bool spp_emulated_update(const SppRange *r, size_t n,
         /* Only vectors changed: the write path reads them directly. */
         return true;
     }
-    pieces = spp_pieces();
-    spp_group_pieces(pieces);
-    spp_apply_pieces(pieces);
+    spp_recompute();
     return true;
+}
+
+void spp_emulated_lift(const uint64_t *gfns, size_t n)
+{
+    if (!spp_lifted) {
+        spp_lifted = g_array_new(false, false, sizeof(uint64_t));
+    }
+    g_array_set_size(spp_lifted, 0);
+    g_array_append_vals(spp_lifted, gfns, n);
+    g_array_sort(spp_lifted, spp_gfn_cmp);
+    if (spp_overlays) {
+        spp_recompute();
+    }
 }
 
 static uint64_t spp_emulated_regions(void)

@@ -32,6 +32,7 @@ static const char *const kvm_spp_mode_names[] = {
 
 static KvmSppMode kvm_spp_mode = KVM_SPP_MODE_AUTO;
 static bool kvm_spp_hw;
+static bool kvm_spp_exit_on_emul;
 
 static char *kvm_spp_get_mode(Object *obj, Error **errp)
 {
@@ -110,6 +111,20 @@ bool kvm_spp_hw_active(void)
     return kvm_spp_hw;
 }
 
+bool kvm_spp_exit_on_emulation_failure(void)
+{
+    return kvm_spp_exit_on_emul;
+}
+
+bool kvm_spp_emulation_failure(CPUState *cs, struct kvm_run *run, int *ret)
+{
+#ifdef TARGET_I386
+    return kvm_spp_x86_emulation_failure(cs, run, ret);
+#else
+    return false;
+#endif
+}
+
 int kvm_spp_init(KVMState *s)
 {
     const char *reason;
@@ -127,5 +142,14 @@ int kvm_spp_init(KVMState *s)
     spp_set_backend(&spp_emulated_ops,
                     g_strdup_printf("QEMU enforces sub-page protection "
                                     "itself: %s", reason));
+    /*
+     * Stores KVM cannot emulate on protected pages go to the step
+     * fallback; without this capability KVM would raise #UD for those
+     * outside ring 0 instead of exiting.
+     */
+    if (kvm_vm_check_extension(s, KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0 &&
+        !kvm_vm_enable_cap(s, KVM_CAP_EXIT_ON_EMULATION_FAILURE, 0, 1)) {
+        kvm_spp_exit_on_emul = true;
+    }
     return 0;
 }

@@ -112,4 +112,16 @@ bool kvm_spp_hw_active(void);
 struct kvm_run;
 bool kvm_spp_x86_handle_exit(CPUState *cs, struct kvm_run *run, int *ret);
 
+/*
+ * KVM could not emulate an instruction (KVM_INTERNAL_ERROR_EMULATION).
+ * When it stores to protected pages, run it with the step fallback and
+ * return true with *ret for kvm_cpu_exec().
+ */
+bool kvm_spp_emulation_failure(CPUState *cs, struct kvm_run *run, int *ret);
+bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
+                                   int *ret);
+
+/* Whether KVM_CAP_EXIT_ON_EMULATION_FAILURE is on (emulated backend). */
+bool kvm_spp_exit_on_emulation_failure(void);
+
 #endif

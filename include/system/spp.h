@@ -91,6 +91,40 @@ extern const SppBackendOps spp_emulated_ops;
 /* The RAM region behind @mr when it is an SPP shadow, else @mr. */
 MemoryRegion *spp_emulated_ram_of(MemoryRegion *mr);
 
+/*
+ * Leave the @n pages @gfns as plain RAM, without the emulated backend's
+ * overlays, until the next call (@n = 0 puts them back).  Their vectors
+ * do not change.  For spp_step_begin().
+ */
+void spp_emulated_lift(const uint64_t *gfns, size_t n);
+
+/*
+ * The step fallback, for a store the accelerator cannot complete on
+ * protected memory (KVM's emulator failing on an AVX or XSAVE store):
+ * spp_step_begin() copies the protected pages among @gfns and makes them
+ * plain RAM; the caller lets the vCPU run that one instruction; then
+ * spp_step_end() compares, judges each changed protected 8-byte word
+ * as a write by @attrs (counters, events, policy), puts back the bytes
+ * the policy blocks and restores the protection.  The caller holds the
+ * BQL throughout and keeps the other vCPUs out of guest mode.
+ */
+#define SPP_STEP_MAX_PAGES 8
+typedef struct SppStep SppStep;
+
+/* NULL when none of the pages is protected RAM. */
+SppStep *spp_step_begin(const uint64_t *gfns, size_t n);
+/* Returns the number of violations. */
+unsigned spp_step_end(SppStep *step, MemTxAttrs attrs);
+
+/*
+ * For each 8-byte word of a page that lies in a sub-page @wp protects
+ * and differs between @before and @after, call @fn with the offset and
+ * length of its changed bytes (first to last).  Returns the calls made.
+ */
+typedef void SppDiffFn(unsigned offset, unsigned len, void *opaque);
+unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
+                       uint32_t wp, SppDiffFn *fn, void *opaque);
+
 /* Exported by system/physmem.c: dirty tracking and TB invalidation. */
 void invalidate_and_set_dirty(MemoryRegion *mr, hwaddr addr, hwaddr length);
 

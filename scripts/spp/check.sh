@@ -7,7 +7,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 QTESTS="spp-test qmp-test qmp-cmd-test"
-UNIT_TESTS="test-kvm-spp test-kvm-spp-insn"
+UNIT_TESTS="test-kvm-spp test-kvm-spp-insn test-spp-diff"
 targets=""
 for t in $QTESTS; do
     targets="$targets tests/qtest/$t"

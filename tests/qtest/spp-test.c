@@ -15,6 +15,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bswap.h"
+#include "qemu/cutils.h"
 #include "libqtest.h"
 #include "libqos/malloc-pc.h"
 #include "libqos/pci-pc.h"
@@ -413,6 +414,140 @@ static void test_policies(void)
     wait_status(qts, "paused");
     qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
     wait_status(qts, "running");
+    qtest_quit(qts);
+}
+
+/* The qtest side of the step fallback ("spp-step begin|end"). */
+static unsigned step_cmd(QTestState *qts, const char *args)
+{
+    gchar **words = qtest_command(qts, "spp-step %s", args);
+    unsigned long v;
+
+    g_assert(words[1]);
+    g_assert_cmpint(qemu_strtoul(words[1], NULL, 0, &v), ==, 0);
+    g_strfreev(words);
+    return v;
+}
+
+/*
+ * The step fallback without a vCPU: what KVM does for an AVX or XSAVE
+ * store is replaced by qtest writes between "begin" and "end".
+ */
+static void test_step(void)
+{
+    QTestState *qts = start_qtest(NULL);
+    g_autofree char *lift = g_strdup_printf("begin %d %d 0x%x", GFN_P,
+                                            GFN_P, GFN_Q);
+    uint8_t before[64], store[64], got[64];
+    GPtrArray *events;
+    unsigned i;
+
+    for (i = 0; i < 64; i++) {
+        before[i] = i;
+        store[i] = 0x80 | i;
+    }
+    /* sub-pages 0-15 writable, 16-31 protected */
+    qtest_memwrite(qts, SPP_PAGE_P + 2016, before, 64);
+    set_subpage(qts, GFN_P, 1, 0x0000ffff);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 1);
+
+    /* Only protected pages are lifted, each once. */
+    g_assert_cmpuint(step_cmd(qts, lift), ==, 1);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 0);
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0x0000ffff);
+
+    /*
+     * A 64-byte store across sub-pages 15 and 16, as MOVDIR64B would
+     * make: while lifted, every byte lands.  Rewriting a protected byte
+     * with the value it has cannot be seen.
+     */
+    qtest_memwrite(qts, SPP_PAGE_P + 2016, store, 64);
+    qtest_memread(qts, SPP_PAGE_P + 2016, got, 64);
+    g_assert(!memcmp(got, store, 64));
+    qtest_writeb(qts, SPP_PAGE_P + 3000, qtest_readb(qts, SPP_PAGE_P + 3000));
+
+    /* Four changed words in sub-page 16: four violations, 32 bytes back. */
+    g_assert_cmpuint(step_cmd(qts, "end"), ==, 4);
+    qtest_memread(qts, SPP_PAGE_P + 2016, got, 64);
+    g_assert(!memcmp(got, store, 32));
+    g_assert(!memcmp(got + 32, before + 32, 32));
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 4);
+    g_assert_cmpuint(spp_counter(qts, "violations-device"), ==, 4);
+    g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 32);
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, ==, 4);
+    for (i = 0; i < 4; i++) {
+        QDict *data = event_data(events, i);
+
+        g_assert_cmpuint(get_u(data, "gpa"), ==, SPP_PAGE_P + 2048 + 8 * i);
+        g_assert_cmpuint(get_u(data, "size"), ==, 8);
+        g_assert_cmpuint(get_u(data, "subpage"), ==, 16);
+        g_assert_cmpstr(qdict_get_str(data, "action"), ==, "block");
+    }
+    g_ptr_array_free(events, true);
+
+    /* Protection is back. */
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 1);
+    qtest_writeb(qts, SPP_PAGE_P + 2048, 0xee);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 2048), ==, 32);
+
+    /* report keeps the store; unprotect keeps it and opens the sub-page */
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'report'}}");
+    step_cmd(qts, lift);
+    qtest_writel(qts, SPP_PAGE_P + 2052, 0xdeadbeef);
+    g_assert_cmpuint(step_cmd(qts, "end"), ==, 1);
+    g_assert_cmphex(qtest_readl(qts, SPP_PAGE_P + 2052), ==, 0xdeadbeef);
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'unprotect'}}");
+    step_cmd(qts, lift);
+    qtest_writeb(qts, SPP_PAGE_P + 4095, 0x77);
+    g_assert_cmpuint(step_cmd(qts, "end"), ==, 1);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 4095), ==, 0x77);
+    g_assert_cmphex(get_vector(qts, GFN_P), ==, 0x8000ffff);
+    /* 4 + 1 + 1 from steps, 1 from the write blocked in between */
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 7);
+    g_ptr_array_free(take_events(qts), true);
+
+    /* Unprotected pages: nothing to lift. */
+    g_assert_cmpuint(step_cmd(qts, "begin 0x300"), ==, 0);
+    qtest_quit(qts);
+}
+
+/*
+ * Above 512 runs the overlays group pages; lifting a page inside a
+ * group must not lift its protected neighbours.
+ */
+static void test_step_grouped(void)
+{
+    QTestState *qts = start_qtest(NULL);
+    QList *gfns = qlist_new();
+    g_autofree char *lift = g_strdup_printf("begin %d", 0x1000 + 2 * 300);
+    unsigned i;
+
+    for (i = 0; i < 600; i++) {
+        qlist_append_int(gfns, 0x1000 + 2 * i);
+    }
+    qtest_qmp_assert_success(qts, "{'execute': 'set-subpages', 'arguments': "
+                             "{'gfns': %p, 'wp-map': 0}}", gfns);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 512);
+
+    g_assert_cmpuint(step_cmd(qts, lift), ==, 1);
+    /* the lifted page is plain RAM, its neighbours are still protected */
+    qtest_writeb(qts, (0x1000 + 2 * 300) << 12, 0x11);
+    qtest_writeb(qts, (0x1000 + 2 * 299) << 12, 0x22);
+    qtest_writeb(qts, (0x1000 + 2 * 301) << 12, 0x33);
+    qtest_writeb(qts, (0x1000 + 2 * 300 + 1) << 12, 0x44);
+    g_assert_cmphex(qtest_readb(qts, (0x1000 + 2 * 300) << 12), ==, 0x11);
+    g_assert_cmphex(qtest_readb(qts, (0x1000 + 2 * 299) << 12), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, (0x1000 + 2 * 301) << 12), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, (0x1000 + 2 * 300 + 1) << 12), ==, 0x44);
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 2);
+
+    g_assert_cmpuint(step_cmd(qts, "end"), ==, 1);
+    g_assert_cmphex(qtest_readb(qts, (0x1000 + 2 * 300) << 12), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 512);
+    g_ptr_array_free(take_events(qts), true);
     qtest_quit(qts);
 }
 
@@ -1314,6 +1449,8 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/hmp", test_hmp);
     qtest_add_func("/spp/policies", test_policies);
     qtest_add_func("/spp/rate-limit", test_rate_limit);
+    qtest_add_func("/spp/step", test_step);
+    qtest_add_func("/spp/step-grouped", test_step_grouped);
     qtest_add_func("/spp/reset", test_reset);
     qtest_add_func("/spp/cmdline-errors", test_cmdline_errors);
     qtest_add_func("/spp/snapshot", test_snapshot);

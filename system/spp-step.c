@@ -1,0 +1,216 @@
+/*
+ * Sub-page write protection (SPP): the step fallback
+ *
+ * Some stores cannot be split into byte-exact writes before they
+ * happen: KVM's instruction emulator does not run AVX, XSAVE or
+ * MOVDIR64B stores against the read-only memslots of protected pages.
+ * For those, the pages are made plain RAM for exactly one instruction of
+ * one vCPU, and what the instruction changed is judged afterwards.
+ * While the pages are lifted nothing else may run: the caller holds the
+ * BQL (main-loop devices wait) and keeps the other vCPUs out of guest
+ * mode.
+ *
+ * Semantics against the byte-exact write path: the same bytes land and
+ * the same bytes are blocked, but a store that writes the value a
+ * protected byte already holds is not seen, and each changed 8-byte
+ * word of a protected sub-page counts as one violation (TCG counts each
+ * access; its wide stores are 8-byte accesses).
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/cutils.h"
+#include "qemu/module.h"
+#include "exec/address-spaces.h"
+#include "exec/memory.h"
+#include "system/kvm.h"
+#include "system/qtest.h"
+#include "system/runstate.h"
+#include "system/spp.h"
+#include "system/tcg.h"
+#include "trace.h"
+
+typedef struct SppStepPage {
+    uint64_t gfn;
+    MemoryRegion *ram;          /* referenced */
+    hwaddr offset;              /* of the page in @ram */
+    uint8_t *host;
+    uint8_t before[SPP_PAGE_SIZE];
+} SppStepPage;
+
+struct SppStep {
+    size_t n;
+    SppStepPage pages[SPP_STEP_MAX_PAGES];
+};
+
+/* The RAM behind @gfn, with a reference, or NULL. */
+static MemoryRegion *spp_step_ram(uint64_t gfn, hwaddr *offset)
+{
+    MemoryRegionSection sec = memory_region_find(get_system_memory(),
+                                                 gfn << SPP_PAGE_SHIFT,
+                                                 SPP_PAGE_SIZE);
+    MemoryRegion *ram;
+
+    if (!sec.mr) {
+        return NULL;
+    }
+    ram = spp_emulated_ram_of(sec.mr);
+    if (!memory_region_is_ram(ram) || memory_region_is_ram_device(ram) ||
+        int128_get64(sec.size) < SPP_PAGE_SIZE) {
+        memory_region_unref(sec.mr);
+        return NULL;
+    }
+    /* A shadow has the offsets of its RAM region: keep @ram alive. */
+    memory_region_ref(ram);
+    memory_region_unref(sec.mr);
+    *offset = sec.offset_within_region;
+    return ram;
+}
+
+SppStep *spp_step_begin(const uint64_t *gfns, size_t n)
+{
+    SppStep *step = g_new0(SppStep, 1);
+    uint64_t lift[SPP_STEP_MAX_PAGES];
+    size_t i, j;
+
+    for (i = 0; i < n && step->n < SPP_STEP_MAX_PAGES; i++) {
+        SppStepPage *p = &step->pages[step->n];
+        bool dup = false;
+
+        for (j = 0; j < step->n; j++) {
+            dup |= step->pages[j].gfn == gfns[i];
+        }
+        if (dup || spp_get_vector(gfns[i]) == SPP_WP_ALL) {
+            continue;
+        }
+        p->ram = spp_step_ram(gfns[i], &p->offset);
+        if (!p->ram) {
+            continue;
+        }
+        p->gfn = gfns[i];
+        p->host = (uint8_t *)memory_region_get_ram_ptr(p->ram) + p->offset;
+        memcpy(p->before, p->host, SPP_PAGE_SIZE);
+        lift[step->n++] = p->gfn;
+    }
+    if (!step->n) {
+        g_free(step);
+        return NULL;
+    }
+    trace_spp_step_begin(step->pages[0].gfn, step->n);
+    spp_emulated_lift(lift, step->n);
+    return step;
+}
+
+typedef struct SppStepJudge {
+    SppStepPage *page;
+    MemTxAttrs attrs;
+    unsigned restored;
+} SppStepJudge;
+
+static void spp_step_judge(unsigned offset, unsigned len, void *opaque)
+{
+    SppStepJudge *j = opaque;
+    SppStepPage *p = j->page;
+    bool allowed[8];
+    unsigned i;
+
+    spp_judge_write((p->gfn << SPP_PAGE_SHIFT) + offset, len, j->attrs,
+                    allowed);
+    for (i = 0; i < len; i++) {
+        if (!allowed[i]) {
+            p->host[offset + i] = p->before[offset + i];
+            j->restored++;
+        }
+    }
+}
+
+unsigned spp_step_end(SppStep *step, MemTxAttrs attrs)
+{
+    unsigned violations = 0, restored = 0;
+    size_t i;
+
+    for (i = 0; i < step->n; i++) {
+        SppStepPage *p = &step->pages[i];
+        SppStepJudge j = { .page = p, .attrs = attrs };
+
+        /*
+         * Judge against the vector the page had: a violation under the
+         * "unprotect" policy may clear sub-pages as it goes.
+         */
+        violations += spp_diff_page(p->before, p->host,
+                                    spp_get_vector(p->gfn),
+                                    spp_step_judge, &j);
+        if (j.restored) {
+            invalidate_and_set_dirty(p->ram, p->offset, SPP_PAGE_SIZE);
+            restored += j.restored;
+        }
+    }
+    spp_emulated_lift(NULL, 0);
+    trace_spp_step_end(step->n, violations, restored);
+    for (i = 0; i < step->n; i++) {
+        memory_region_unref(step->pages[i].ram);
+    }
+    g_free(step);
+    return violations;
+}
+
+/*
+ * qtest: "spp-step begin GFN..." lifts pages as a vCPU's step does and
+ * answers how many were lifted; "spp-step end" judges what changed
+ * meanwhile, as a device write, and answers the violations.  Lets tests
+ * drive this file with the memory core while no vCPU runs.
+ */
+static SppStep *spp_qtest_step;
+
+static bool spp_step_qtest(CharBackend *chr, gchar **words)
+{
+    uint64_t gfns[SPP_STEP_MAX_PAGES];
+    size_t n = 0;
+
+    if (strcmp(words[0], "spp-step") != 0) {
+        return false;
+    }
+    if (!g_strcmp0(words[1], "end") && !words[2]) {
+        if (!spp_qtest_step) {
+            qtest_sendf(chr, "FAIL no step in progress\n");
+            return true;
+        }
+        qtest_sendf(chr, "OK %u\n",
+                    spp_step_end(spp_qtest_step, MEMTXATTRS_UNSPECIFIED));
+        spp_qtest_step = NULL;
+        return true;
+    }
+    if (g_strcmp0(words[1], "begin") != 0 || !words[2]) {
+        qtest_sendf(chr, "FAIL usage: spp-step begin GFN... | spp-step end\n");
+        return true;
+    }
+    if (spp_qtest_step) {
+        qtest_sendf(chr, "FAIL a step is in progress\n");
+        return true;
+    }
+    if ((tcg_enabled() || kvm_enabled()) && runstate_is_running()) {
+        qtest_sendf(chr, "FAIL stop the vCPUs first\n");
+        return true;
+    }
+    for (n = 0; words[n + 2]; n++) {
+        if (n == SPP_STEP_MAX_PAGES ||
+            qemu_strtou64(words[n + 2], NULL, 0, &gfns[n])) {
+            qtest_sendf(chr, "FAIL at most %d page numbers\n",
+                        SPP_STEP_MAX_PAGES);
+            return true;
+        }
+    }
+    spp_qtest_step = spp_step_begin(gfns, n);
+    qtest_sendf(chr, "OK %zu\n", spp_qtest_step ? spp_qtest_step->n : 0);
+    return true;
+}
+
+static void spp_step_register(void)
+{
+    qtest_set_command_cb(spp_step_qtest);
+}
+
+type_init(spp_step_register)
