@@ -665,6 +665,11 @@ static bool spp_emulated_update(const SppRange *r, size_t n,
     return true;
 }
 
+bool spp_emulated_trapped(uint64_t gfn)
+{
+    return spp_overlay_by_gpa(gfn << SPP_PAGE_SHIFT);
+}
+
 void spp_emulated_lift(const uint64_t *gfns, size_t n)
 {
     if (!spp_lifted) {

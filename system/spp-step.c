@@ -6,6 +6,8 @@
  * MOVDIR64B stores against the read-only memslots of protected pages.
  * For those, the pages are made plain RAM for exactly one instruction of
  * one vCPU, and what the instruction changed is judged afterwards.
+ * Unprotected pages that share an overlay group with protected ones are
+ * trapped too, and stepped the same way (nothing in them is judged).
  * While the pages are lifted nothing else may run: the caller holds the
  * BQL (main-loop devices wait) and keeps the other vCPUs out of guest
  * mode.
@@ -83,7 +85,7 @@ SppStep *spp_step_begin(const uint64_t *gfns, size_t n)
         for (j = 0; j < step->n; j++) {
             dup |= step->pages[j].gfn == gfns[i];
         }
-        if (dup || spp_get_vector(gfns[i]) == SPP_WP_ALL) {
+        if (dup || !spp_emulated_trapped(gfns[i])) {
             continue;
         }
         p->ram = spp_step_ram(gfns[i], &p->offset);

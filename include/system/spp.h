@@ -92,6 +92,12 @@ extern const SppBackendOps spp_emulated_ops;
 MemoryRegion *spp_emulated_ram_of(MemoryRegion *mr);
 
 /*
+ * Whether the emulated backend traps writes to @gfn: a protected page,
+ * or an unprotected one inside a group of overlays.
+ */
+bool spp_emulated_trapped(uint64_t gfn);
+
+/*
  * Leave the @n pages @gfns as plain RAM, without the emulated backend's
  * overlays, until the next call (@n = 0 puts them back).  Their vectors
  * do not change.  For spp_step_begin().
@@ -100,8 +106,8 @@ void spp_emulated_lift(const uint64_t *gfns, size_t n);
 
 /*
  * The step fallback, for a store the accelerator cannot complete on
- * protected memory (KVM's emulator failing on an AVX or XSAVE store):
- * spp_step_begin() copies the protected pages among @gfns and makes them
+ * trapped memory (KVM's emulator failing on an AVX or XSAVE store):
+ * spp_step_begin() copies the trapped pages among @gfns and makes them
  * plain RAM; the caller lets the vCPU run that one instruction; then
  * spp_step_end() compares, judges each changed protected 8-byte word
  * as a write by @attrs (counters, events, policy), puts back the bytes
@@ -111,7 +117,7 @@ void spp_emulated_lift(const uint64_t *gfns, size_t n);
 #define SPP_STEP_MAX_PAGES 8
 typedef struct SppStep SppStep;
 
-/* NULL when none of the pages is protected RAM. */
+/* NULL when none of the pages is trapped RAM. */
 SppStep *spp_step_begin(const uint64_t *gfns, size_t n);
 /* Returns the number of violations. */
 unsigned spp_step_end(SppStep *step, MemTxAttrs attrs);

@@ -30,6 +30,7 @@
 #include "system/runstate.h"
 #include "system/spp.h"
 #include "system/kvm-spp.h"
+#include "qemu/accel.h"
 #include "hw/core/cpu.h"
 #include "exec/cpu-common.h"
 #include "exec/address-spaces.h"
@@ -166,7 +167,7 @@ static SppX86Decode kvm_spp_x86_store(CPUState *cs, struct kvm_run *run,
     return spp_x86_insn_store(insn, len, &ctx, store);
 }
 
-/* The protected guest pages behind @store; 0 when none, -1 if too many. */
+/* The trapped guest pages behind @store; 0 when none, -1 if too many. */
 static int kvm_spp_x86_pages(CPUState *cs, const SppX86Store *store,
                              uint64_t *gfns)
 {
@@ -181,7 +182,7 @@ static int kvm_spp_x86_pages(CPUState *cs, const SppX86Store *store,
         if (++i > SPP_STEP_MAX_PAGES) {
             return -1;
         }
-        if (gpa != -1 && spp_get_vector(gpa >> SPP_PAGE_SHIFT) != SPP_WP_ALL) {
+        if (gpa != -1 && spp_emulated_trapped(gpa >> SPP_PAGE_SHIFT)) {
             gfns[n++] = gpa >> SPP_PAGE_SHIFT;
         }
         if (page == last) {
@@ -199,10 +200,20 @@ static int kvm_spp_x86_single_step(CPUState *cs, struct kvm_run *run)
 {
     CPUX86State *env = &X86_CPU(cs)->env;
     int saved = cs->singlestep_enabled;
+    int sstep = accel_supported_gdbstub_sstep_flags();
     Error *err = NULL;
     int r, tries = 0, exit_reason = -1;
 
-    cs->singlestep_enabled = SSTEP_ENABLE | SSTEP_NOIRQ | SSTEP_NOTIMER;
+    if (!(sstep & SSTEP_ENABLE)) {
+        error_report("sub-page protection: this KVM cannot single-step");
+        return -1;
+    }
+    /*
+     * Without KVM_GUESTDBG_BLOCKIRQ an interrupt may be taken first: its
+     * handler then runs within the step, and its writes to the lifted
+     * pages are judged like the instruction's.
+     */
+    cs->singlestep_enabled = SSTEP_ENABLE | (sstep & SSTEP_NOIRQ);
     r = kvm_update_guest_debug(cs, 0);
     if (!r && cs->vcpu_dirty) {
         r = kvm_arch_put_registers(cs, KVM_PUT_RUNTIME_STATE, &err);
@@ -281,7 +292,7 @@ bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
     }
     if (n == 0) {
         /*
-         * Not a store to protected memory.  With
+         * Not a store to trapped memory.  With
          * KVM_CAP_EXIT_ON_EMULATION_FAILURE on, do what KVM would have
          * done outside ring 0 of the L1 guest: raise #UD.
          */
