@@ -376,6 +376,8 @@ static void spp_group_pieces(GArray *pieces)
 
 /* Pages spp_emulated_lift() left as plain RAM, sorted. */
 static GArray *spp_lifted;
+/* The pieces before the lift, or NULL once protection changed since. */
+static GArray *spp_unlifted;
 
 /* Cut the lifted pages out of @pieces. */
 static void spp_carve_lifted(GArray *pieces)
@@ -631,6 +633,12 @@ static void spp_recompute(void)
 {
     g_autoptr(GArray) pieces = spp_pieces();
 
+    /* What a lift would put back is out of date now. */
+    if (spp_unlifted) {
+        g_array_unref(spp_unlifted);
+        spp_unlifted = NULL;
+    }
+
     spp_group_pieces(pieces);
     spp_carve_lifted(pieces);
     spp_apply_pieces(pieces);
@@ -670,17 +678,57 @@ bool spp_emulated_trapped(uint64_t gfn)
     return spp_overlay_by_gpa(gfn << SPP_PAGE_SHIFT);
 }
 
+/* The overlays as pieces. */
+static GArray *spp_overlay_pieces(void)
+{
+    GArray *pieces = g_array_new(false, false, sizeof(SppPiece));
+    guint i;
+
+    for (i = 0; i < spp_overlays->len; i++) {
+        SppOverlay *ov = g_ptr_array_index(spp_overlays, i);
+        SppPiece p = {
+            .gpa = ov->gpa, .size = ov->size,
+            .shadow = ov->shadow, .offset = ov->offset,
+        };
+
+        g_array_append_val(pieces, p);
+    }
+    return pieces;
+}
+
+/*
+ * A step lifts a page or two and puts them back: work from the current
+ * overlays, not from every protected run, and keep what to put back.
+ */
 void spp_emulated_lift(const uint64_t *gfns, size_t n)
 {
+    g_autoptr(GArray) pieces = NULL;
+
     if (!spp_lifted) {
         spp_lifted = g_array_new(false, false, sizeof(uint64_t));
     }
     g_array_set_size(spp_lifted, 0);
     g_array_append_vals(spp_lifted, gfns, n);
     g_array_sort(spp_lifted, spp_gfn_cmp);
-    if (spp_overlays) {
-        spp_recompute();
+    if (!spp_overlays) {
+        return;
     }
+    if (!n) {
+        if (spp_unlifted) {
+            spp_apply_pieces(spp_unlifted);
+            g_array_unref(spp_unlifted);
+            spp_unlifted = NULL;
+        } else {
+            spp_recompute();
+        }
+        return;
+    }
+    if (!spp_unlifted) {
+        spp_unlifted = spp_overlay_pieces();
+    }
+    pieces = g_array_copy(spp_unlifted);
+    spp_carve_lifted(pieces);
+    spp_apply_pieces(pieces);
 }
 
 static uint64_t spp_emulated_regions(void)

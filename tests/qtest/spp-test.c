@@ -508,6 +508,14 @@ static void test_step(void)
     /* 4 + 1 + 1 from steps, 1 from the write blocked in between */
     g_assert_cmpuint(spp_counter(qts, "violations"), ==, 7);
     g_ptr_array_free(take_events(qts), true);
+    /* a step whose policy changed protection restores the new overlays */
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 1);
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'block'}}");
+    qtest_writeb(qts, SPP_PAGE_P + 3900, 0x66);
+    qtest_writeb(qts, SPP_PAGE_P + 4095, 0x66);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 3900), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 4095), ==, 0x66);
 
     /* Unprotected pages: nothing to lift. */
     g_assert_cmpuint(step_cmd(qts, "begin 0x300"), ==, 0);
