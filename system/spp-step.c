@@ -109,6 +109,7 @@ SppStep *spp_step_begin(const uint64_t *gfns, size_t n)
 typedef struct SppStepJudge {
     SppStepPage *page;
     MemTxAttrs attrs;
+    unsigned violations;
     unsigned restored;
 } SppStepJudge;
 
@@ -119,8 +120,9 @@ static void spp_step_judge(unsigned offset, unsigned len, void *opaque)
     bool allowed[8];
     unsigned i;
 
-    spp_judge_write((p->gfn << SPP_PAGE_SHIFT) + offset, len, j->attrs,
-                    allowed);
+    /* Under "unprotect" an earlier word may have opened the sub-page. */
+    j->violations += spp_judge_write((p->gfn << SPP_PAGE_SHIFT) + offset,
+                                     len, j->attrs, allowed);
     for (i = 0; i < len; i++) {
         if (!allowed[i]) {
             p->host[offset + i] = p->before[offset + i];
@@ -138,13 +140,9 @@ unsigned spp_step_end(SppStep *step, MemTxAttrs attrs)
         SppStepPage *p = &step->pages[i];
         SppStepJudge j = { .page = p, .attrs = attrs };
 
-        /*
-         * Judge against the vector the page had: a violation under the
-         * "unprotect" policy may clear sub-pages as it goes.
-         */
-        violations += spp_diff_page(p->before, p->host,
-                                    spp_get_vector(p->gfn),
-                                    spp_step_judge, &j);
+        spp_diff_page(p->before, p->host, spp_get_vector(p->gfn),
+                      spp_step_judge, &j);
+        violations += j.violations;
         if (j.restored) {
             invalidate_and_set_dirty(p->ram, p->offset, SPP_PAGE_SIZE);
             restored += j.restored;

@@ -501,8 +501,11 @@ static void test_step(void)
     qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
                              "'arguments': {'policy': 'unprotect'}}");
     step_cmd(qts, lift);
+    /* two words of sub-page 31: the first opens it, the second is fine */
+    qtest_writeb(qts, SPP_PAGE_P + 4080, 0x76);
     qtest_writeb(qts, SPP_PAGE_P + 4095, 0x77);
     g_assert_cmpuint(step_cmd(qts, "end"), ==, 1);
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 4080), ==, 0x76);
     g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P + 4095), ==, 0x77);
     g_assert_cmphex(get_vector(qts, GFN_P), ==, 0x8000ffff);
     /* 4 + 1 + 1 from steps, 1 from the write blocked in between */
