@@ -188,6 +188,57 @@ static void test_too_long(void)
                     SPP_X86_UNKNOWN);
 }
 
+/*
+ * Random bytes: the decoder never reads past the bytes it was given
+ * (they end at a guard page), and a result it reached from a prefix
+ * does not change when more bytes follow.
+ */
+static void test_random(void)
+{
+    long psize = qemu_real_host_page_size();
+    uint8_t *map = mmap(NULL, 2 * psize, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    SppX86Context ctx = {
+        .regs = { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI },
+        .seg_base = { ES, 0, SS, DS, FS, 0x500000 },
+        .rip = RIP, .xsave_size = XSAVE_SIZE,
+    };
+    GRand *rand = g_rand_new_with_seed(0x5350);
+    unsigned i, stores = 0;
+
+    g_assert(map != MAP_FAILED);
+    g_assert(!mprotect(map + psize, psize, PROT_NONE));
+    for (i = 0; i < 200000; i++) {
+        uint8_t full[15];
+        size_t len = g_rand_int_range(rand, 1, 16), k;
+        uint8_t *insn = map + psize - len;
+        SppX86Store a, b;
+        SppX86Decode ra, rb;
+
+        static const unsigned modes[] = { 16, 32, 64 };
+        ctx.code_bits = modes[i % 3];
+        for (k = 0; k < sizeof(full); k++) {
+            full[k] = g_rand_int(rand);
+        }
+        memcpy(insn, full, len);
+        ra = spp_x86_insn_store(insn, len, &ctx, &a);
+        rb = spp_x86_insn_store(full, sizeof(full), &ctx, &b);
+        if (ra == SPP_X86_STORE) {
+            stores++;
+            g_assert_cmpint(rb, ==, SPP_X86_STORE);
+            g_assert_cmphex(a.addr, ==, b.addr);
+            g_assert_cmpuint(a.size, ==, b.size);
+            g_assert_cmpuint(a.size, >, 0);
+        } else if (ra == SPP_X86_NO_MEMORY) {
+            g_assert_cmpint(rb, ==, SPP_X86_NO_MEMORY);
+        }
+    }
+    /* the stream does reach the memory forms */
+    g_assert_cmpuint(stores, >, 10000);
+    g_rand_free(rand);
+    munmap(map, 2 * psize);
+}
+
 int main(int argc, char **argv)
 {
     size_t i;
@@ -200,5 +251,6 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/kvm-spp-insn/trailing-bytes", test_trailing_bytes);
     g_test_add_func("/kvm-spp-insn/too-long", test_too_long);
+    g_test_add_func("/kvm-spp-insn/random", test_random);
     return g_test_run();
 }
