@@ -47,6 +47,18 @@ typedef struct KvmSppStep {
 /* Each KVM vCPU runs in its own thread. */
 static __thread KvmSppStep kvm_spp_step;
 
+/*
+ * Single-step flags for this KVM, 0 if it cannot.  Without
+ * KVM_GUESTDBG_BLOCKIRQ an interrupt may be taken first: its handler
+ * then runs within the step.
+ */
+static int kvm_spp_sstep_flags(void)
+{
+    int sstep = accel_supported_gdbstub_sstep_flags();
+
+    return sstep & SSTEP_ENABLE ? SSTEP_ENABLE | (sstep & SSTEP_NOIRQ) : 0;
+}
+
 static void kvm_spp_set_one(uint64_t gfn, uint32_t wp)
 {
     Error *err = NULL;
@@ -112,7 +124,7 @@ bool kvm_spp_x86_handle_exit(CPUState *cs, struct kvm_run *run, int *ret)
         step->gfn = gpa >> 12;
         step->active = true;
         kvm_spp_set_one(step->gfn, step->wp | (1U << ((gpa & 0xfff) >> 7)));
-        cs->singlestep_enabled = SSTEP_ENABLE | SSTEP_NOIRQ;
+        cs->singlestep_enabled = kvm_spp_sstep_flags();
         kvm_update_guest_debug(cs, 0);
     }
     bql_unlock();
@@ -200,20 +212,16 @@ static int kvm_spp_x86_single_step(CPUState *cs, struct kvm_run *run)
 {
     CPUX86State *env = &X86_CPU(cs)->env;
     int saved = cs->singlestep_enabled;
-    int sstep = accel_supported_gdbstub_sstep_flags();
+    int sstep = kvm_spp_sstep_flags();
     Error *err = NULL;
     int r, tries = 0, exit_reason = -1;
 
-    if (!(sstep & SSTEP_ENABLE)) {
+    if (!sstep) {
         error_report("sub-page protection: this KVM cannot single-step");
         return -1;
     }
-    /*
-     * Without KVM_GUESTDBG_BLOCKIRQ an interrupt may be taken first: its
-     * handler then runs within the step, and its writes to the lifted
-     * pages are judged like the instruction's.
-     */
-    cs->singlestep_enabled = SSTEP_ENABLE | (sstep & SSTEP_NOIRQ);
+    /* An interrupt handler run within the step is judged likewise. */
+    cs->singlestep_enabled = sstep;
     r = kvm_update_guest_debug(cs, 0);
     if (!r && cs->vcpu_dirty) {
         r = kvm_arch_put_registers(cs, KVM_PUT_RUNTIME_STATE, &err);
