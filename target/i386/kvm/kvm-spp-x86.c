@@ -296,13 +296,12 @@ bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
         error_report("sub-page protection: the store at rip 0x%"
                      PRIx64 " spans more than %d pages",
                      (uint64_t)env->eip, SPP_STEP_MAX_PAGES);
-        return false;
     }
-    if (n == 0) {
+    if (n <= 0) {
         /*
-         * Not a store to trapped memory.  With
-         * KVM_CAP_EXIT_ON_EMULATION_FAILURE on, do what KVM would have
-         * done outside ring 0 of the L1 guest: raise #UD.
+         * Not a store to trapped memory, or not one the fallback can
+         * run.  With KVM_CAP_EXIT_ON_EMULATION_FAILURE on, do what KVM
+         * would have done outside ring 0 of the L1 guest: raise #UD.
          */
         if (kvm_spp_exit_on_emulation_failure() &&
             ((env->hflags & HF_CPL_MASK) || (env->hflags & HF_GUEST_MASK)) &&
