@@ -30,6 +30,7 @@
 #include "system/hostmem.h"
 #include "system/runstate.h"
 #include "system/system.h"
+#include "system/tcg.h"
 #include "migration/vmstate.h"
 #include "system/spp.h"
 #include "trace.h"
@@ -333,6 +334,33 @@ static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
     spp.pending_suppressed = 0;
 }
 
+__thread uint64_t spp_tcg_store_seq;
+
+/*
+ * The TCG store access whose violation was counted last on this thread,
+ * and where its last judged piece ended.
+ */
+static __thread uint64_t spp_counted_seq = UINT64_MAX;
+static __thread hwaddr spp_counted_end;
+
+/*
+ * TCG splits one store access into naturally aligned pieces; KVM's
+ * emulator sends it whole.  True when this write is a further piece of
+ * the TCG access that already counted a violation: it counts nothing
+ * and sends no event, so both accelerators count alike.
+ */
+static bool spp_same_access(bool from_cpu, hwaddr gpa, unsigned size)
+{
+    bool same = from_cpu && tcg_enabled() &&
+                spp_tcg_store_seq == spp_counted_seq &&
+                gpa == spp_counted_end;
+
+    if (same) {
+        spp_counted_end = gpa + size;
+    }
+    return same;
+}
+
 bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
                      bool *allowed)
 {
@@ -342,6 +370,7 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
     unsigned i, nblocked = 0;
     SppPolicy action = spp.policy;
     uint32_t vec = SPP_WP_ALL;
+    bool counted;
 
     for (i = 0; i < size; i++) {
         hwaddr a = gpa + i;
@@ -361,11 +390,18 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
         return false;
     }
 
-    spp.violations++;
-    if (from_cpu) {
-        spp.violations_cpu++;
-    } else {
-        spp.violations_device++;
+    counted = !spp_same_access(from_cpu, gpa, size);
+    if (counted) {
+        spp.violations++;
+        if (from_cpu) {
+            spp.violations_cpu++;
+        } else {
+            spp.violations_device++;
+        }
+        if (from_cpu && tcg_enabled()) {
+            spp_counted_seq = spp_tcg_store_seq;
+            spp_counted_end = gpa + size;
+        }
     }
 
     switch (action) {
@@ -409,7 +445,10 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
 
     trace_spp_violation(gpa, size, first_blocked, cpu_index,
                         SppPolicy_str(action));
-    spp_send_event(gpa, size, first_blocked, from_cpu, cpu_index, action);
+    if (counted) {
+        spp_send_event(gpa, size, first_blocked, from_cpu, cpu_index,
+                       action);
+    }
     return true;
 }
 
