@@ -1194,6 +1194,33 @@ static void test_guest_matrix(const void *opaque)
     qtest_quit(qts);
 }
 
+/*
+ * The same guest stores under TCG and under KVM: the same memory, the
+ * same counters (each run is also checked against the model).
+ */
+static void test_guest_differential(void)
+{
+    static const char *const accels[] = { "tcg", "kvm" };
+    uint8_t mem[2][8192];
+    uint64_t violations[2], blocked[2];
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        QTestState *qts = start_guest(accels[i], "-spp event-rate=0");
+
+        set_subpage(qts, GFN_P, 1, MATRIX_WP_P);
+        set_subpage(qts, GFN_Q, 1, MATRIX_WP_Q);
+        check_matrix(qts, accels[i], false);
+        qtest_memread(qts, SPP_PAGE_P, mem[i], sizeof(mem[i]));
+        violations[i] = spp_counter(qts, "violations");
+        blocked[i] = spp_counter(qts, "bytes-blocked");
+        qtest_quit(qts);
+    }
+    g_assert(!memcmp(mem[0], mem[1], sizeof(mem[0])));
+    g_assert_cmpuint(violations[0], ==, violations[1]);
+    g_assert_cmpuint(blocked[0], ==, blocked[1]);
+}
+
 /* The plain matrix (no xsave): the violation count is exact. */
 static void test_guest_matrix_count(const void *opaque)
 {
@@ -1560,6 +1587,9 @@ int main(int argc, char **argv)
     }
     if (kvm_usable()) {
         add_guest_tests("kvm");
+        if (qtest_has_accel("tcg")) {
+            qtest_add_func("/spp/differential", test_guest_differential);
+        }
         qtest_add_func("/spp/kvm/backend-auto", test_kvm_backend_auto);
         qtest_add_func("/spp/kvm/backend-hardware",
                        test_kvm_backend_hardware);
