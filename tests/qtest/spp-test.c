@@ -1183,15 +1183,26 @@ static void check_matrix(QTestState *qts, const char *accel, bool extended)
     g_hash_table_destroy(m.first_blocked);
 }
 
-static void test_guest_matrix(const void *opaque)
+/* Boot the guest, protect P and Q, run and check the matrix. */
+static QTestState *run_matrix(const char *accel, bool extended)
 {
-    const char *accel = opaque;
     QTestState *qts = start_guest(accel, "-spp event-rate=0");
 
     set_subpage(qts, GFN_P, 1, MATRIX_WP_P);
     set_subpage(qts, GFN_Q, 1, MATRIX_WP_Q);
-    check_matrix(qts, accel, true);
-    qtest_quit(qts);
+    check_matrix(qts, accel, extended);
+    return qts;
+}
+
+static void test_guest_matrix(const void *opaque)
+{
+    qtest_quit(run_matrix(opaque, true));
+}
+
+/* The plain matrix (no xsave): the violation count is exact. */
+static void test_guest_matrix_count(const void *opaque)
+{
+    qtest_quit(run_matrix(opaque, false));
 }
 
 /*
@@ -1206,11 +1217,8 @@ static void test_guest_differential(void)
     int i;
 
     for (i = 0; i < 2; i++) {
-        QTestState *qts = start_guest(accels[i], "-spp event-rate=0");
+        QTestState *qts = run_matrix(accels[i], false);
 
-        set_subpage(qts, GFN_P, 1, MATRIX_WP_P);
-        set_subpage(qts, GFN_Q, 1, MATRIX_WP_Q);
-        check_matrix(qts, accels[i], false);
         qtest_memread(qts, SPP_PAGE_P, mem[i], sizeof(mem[i]));
         violations[i] = spp_counter(qts, "violations");
         blocked[i] = spp_counter(qts, "bytes-blocked");
@@ -1219,18 +1227,6 @@ static void test_guest_differential(void)
     g_assert(!memcmp(mem[0], mem[1], sizeof(mem[0])));
     g_assert_cmpuint(violations[0], ==, violations[1]);
     g_assert_cmpuint(blocked[0], ==, blocked[1]);
-}
-
-/* The plain matrix (no xsave): the violation count is exact. */
-static void test_guest_matrix_count(const void *opaque)
-{
-    const char *accel = opaque;
-    QTestState *qts = start_guest(accel, "-spp event-rate=0");
-
-    set_subpage(qts, GFN_P, 1, MATRIX_WP_P);
-    set_subpage(qts, GFN_Q, 1, MATRIX_WP_Q);
-    check_matrix(qts, accel, false);
-    qtest_quit(qts);
 }
 
 static void migrate_to_file(QTestState *qts, const char *uri)
