@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+#
+# The nested-KVM lab: run programs under a real KVM on a machine that has
+# none.
+#
+# QEMU's TCG with "-cpu max" emulates AMD SVM with nested paging, and
+# Debian's stock kernel loads kvm_amd on it, so a Linux guest (L1) booted
+# under TCG has a working /dev/kvm.  This script fetches that kernel and
+# busybox from Debian's packages (cached under build/lab), packs an
+# initramfs holding busybox, the kvm modules and the given programs with
+# their shared libraries and QEMU's firmware, boots it with the binary
+# under test, runs the programs inside and returns their output and exit
+# status.
+#
+#   kvm-lab.py [--qemu BIN] [--timeout S] [--env K=V]... -- PROG [ARG]...
+#   kvm-lab.py --probe      report which KVM this host has, and exit
+#
+# PROG and every --file are copied to their own absolute paths in the
+# initramfs, so paths baked into them stay valid.  Exit status: that of
+# the program; 125 if the lab itself failed (the reason is printed).
+#
+# Copyright (c) 2026 The QEMU SPP fork developers
+#
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import argparse
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+BUILD = os.environ.get('SPP_BUILD_DIR', os.path.join(TOP, 'build'))
+LAB = os.path.join(BUILD, 'lab')
+LAB_FAILED = 125
+
+# The modules that make /dev/kvm on an AMD CPU with SVM, in load order
+# once their dependencies (read from the modules themselves) are added.
+KVM_MODULES = ['kvm-amd']
+BOOT_TIMEOUT = 180          # seconds from start to the init's "ready"
+READY = 'kvm-lab: ready'
+EXIT_RE = re.compile(r'^kvm-lab: exit status (\d+)\s*$')
+
+
+def log(msg):
+    print('kvm-lab: ' + msg, file=sys.stderr, flush=True)
+
+
+def fail(msg):
+    log('error: ' + msg)
+    sys.exit(LAB_FAILED)
+
+
+def cpu_flags():
+    with open('/proc/cpuinfo') as f:
+        for line in f:
+            if line.startswith('flags'):
+                return set(line.split(':', 1)[1].split())
+    return set()
+
+
+def host_kvm():
+    """Which KVM this host has: (kind, reason).
+
+    kind is 'hardware' (the CPU's VMX or SVM, maybe itself nested under a
+    hypervisor), 'software' (a KVM that emulates guest code, such as
+    kvm_pvm) or 'none'.
+    """
+    if not os.path.exists('/dev/kvm'):
+        return 'none', '/dev/kvm does not exist'
+    try:
+        os.close(os.open('/dev/kvm', os.O_RDWR))
+    except OSError as e:
+        return 'none', '/dev/kvm cannot be opened (%s)' % e.strerror
+    if os.path.isdir('/sys/module/kvm_pvm'):
+        return 'software', ('/dev/kvm is kvm_pvm, a software KVM that '
+                            'emulates guest code')
+    flags = cpu_flags()
+    if not flags & {'vmx', 'svm'}:
+        return 'software', ('/dev/kvm exists but the CPU has neither VMX '
+                            'nor SVM, so that KVM is not hardware')
+    what = 'VMX' if 'vmx' in flags else 'SVM'
+    if 'hypervisor' in flags:
+        return 'hardware', ('/dev/kvm uses the CPU\'s %s (itself '
+                            'virtualised by a hypervisor)' % what)
+    return 'hardware', '/dev/kvm uses the CPU\'s %s' % what
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=False, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          **kw)
+
+
+def kernel_package():
+    """The real package behind the linux-image-amd64 meta-package."""
+    out = run(['apt-cache', 'depends', 'linux-image-amd64'])
+    m = re.search(r'Depends: (linux-image-[0-9][^\s]*-amd64)\b', out.stdout)
+    if out.returncode or not m:
+        fail('apt-cache does not know linux-image-amd64 (run '
+             '"apt-get update"?):\n' + out.stdout)
+    return m.group(1)
+
+
+def download(pkg):
+    """Fetch @pkg's .deb into build/lab/dl once; apt checks its hash."""
+    dl = os.path.join(LAB, 'dl')
+    os.makedirs(dl, exist_ok=True)
+    out = run(['apt-cache', 'show', '--no-all-versions', pkg])
+    m = re.search(r'^Filename: .*/([^/\s]+\.deb)$', out.stdout, re.M)
+    if out.returncode or not m:
+        fail('apt-cache has no package %s (run "apt-get update"?)' % pkg)
+    deb = os.path.join(dl, m.group(1))
+    if os.path.exists(deb):
+        return deb
+    log('downloading %s from Debian' % m.group(1))
+    with tempfile.TemporaryDirectory(dir=dl) as tmp:
+        os.chmod(tmp, 0o755)
+        out = run(['apt-get', 'download', '-q', pkg], cwd=tmp)
+        got = [f for f in os.listdir(tmp) if f.endswith('.deb')]
+        if out.returncode or len(got) != 1:
+            fail('downloading %s failed (apt-get download):\n%s' %
+                 (pkg, out.stdout))
+        # apt names the file with the epoch (1%3a...); keep the pool name
+        os.rename(os.path.join(tmp, got[0]), deb)
+    return deb
+
+
+def unpack(deb):
+    dest = os.path.join(LAB, os.path.basename(deb)[:-4])
+    if not os.path.isdir(dest):
+        tmp = dest + '.tmp'
+        shutil.rmtree(tmp, ignore_errors=True)
+        out = run(['dpkg-deb', '-x', deb, tmp])
+        if out.returncode:
+            os.unlink(deb)
+            fail('%s is not a valid package, removed it; run again:\n%s' %
+                 (deb, out.stdout))
+        os.rename(tmp, dest)
+    return dest
+
+
+def module_depends(path):
+    with open(path, 'rb') as f:
+        data = f.read()
+    m = re.search(rb'\0depends=([^\0]*)\0', data)
+    return [d for d in m.group(1).decode().split(',') if d] if m else []
+
+
+def kvm_modules(kroot):
+    """The .ko files to load for kvm-amd, dependencies first."""
+    index = {}
+    for dirpath, _, files in os.walk(os.path.join(kroot, 'lib', 'modules')):
+        for f in files:
+            if f.endswith('.ko'):
+                index[f[:-3].replace('_', '-')] = os.path.join(dirpath, f)
+    if not index:
+        fail('no uncompressed modules in %s (did the package change?)' %
+             kroot)
+    order = []
+
+    def add(name):
+        name = name.replace('_', '-')
+        if name not in index:
+            fail('module %s is not in the kernel package' % name)
+        if index[name] in order:
+            return
+        for dep in module_depends(index[name]):
+            add(dep)
+        order.append(index[name])
+
+    for name in KVM_MODULES:
+        add(name)
+    return order
+
+
+def shared_libs(binary):
+    out = run(['ldd', binary])
+    if out.returncode:
+        # a static program: nothing to add
+        return []
+    libs = []
+    for line in out.stdout.splitlines():
+        m = re.search(r'(/\S+) \(0x', line)
+        if m:
+            libs.append(m.group(1))
+    return libs
+
+
+class Cpio:
+    """A newc archive, written directly (no cpio(1) needed)."""
+
+    def __init__(self, path):
+        self.f = open(path, 'wb')
+        self.ino = 1
+        self.seen = set()
+
+    def _entry(self, name, mode, data=b''):
+        name = name.lstrip('/')
+        if name in self.seen:
+            return
+        self.seen.add(name)
+        hdr = '070701' + ''.join('%08x' % v for v in (
+            self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0,
+            len(name) + 1, 0))
+        self.ino += 1
+        buf = hdr.encode() + name.encode() + b'\0'
+        buf += b'\0' * (-len(buf) % 4)
+        buf += data + b'\0' * (-len(data) % 4)
+        self.f.write(buf)
+
+    def dirs(self, name):
+        parts = name.strip('/').split('/')[:-1]
+        for i in range(len(parts)):
+            self._entry('/'.join(parts[:i + 1]), stat.S_IFDIR | 0o755)
+
+    def dir(self, name):
+        self.dirs(name + '/x')
+
+    def file(self, name, data, mode=0o755):
+        self.dirs(name)
+        self._entry(name, stat.S_IFREG | mode, data)
+
+    def copy(self, name, src=None):
+        with open(src or name, 'rb') as f:
+            self.file(name, f.read())
+
+    def symlink(self, name, target):
+        self.dirs(name)
+        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def close(self):
+        self._entry('TRAILER!!!', 0)
+        self.f.close()
+
+
+INIT = r'''#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/shm /tmp
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs -o size=1g tmpfs /tmp
+stty -F /dev/ttyS1 raw -echo
+exec >/dev/ttyS1 2>&1
+for m in %(modules)s; do
+    insmod "$m" || echo "kvm-lab: insmod $m failed"
+done
+if [ ! -c /dev/kvm ]; then
+    echo "kvm-lab: no /dev/kvm in the lab (see the console log)"
+    echo "kvm-lab: exit status 125"
+    poweroff -f
+fi
+echo "%(ready)s: $(uname -r), $(nproc) vCPUs, $(grep -c . /proc/cpuinfo) lines of cpuinfo"
+cd /tmp
+%(env)s
+%(cmd)s
+echo "kvm-lab: exit status $?"
+sync
+poweroff -f
+'''
+
+
+def stripped(path):
+    """@path without its debug information (a smaller initramfs)."""
+    with open(path, 'rb') as f:
+        if f.read(4) != b'\x7fELF':
+            return path
+    out = os.path.join(LAB, 'stripped', path.lstrip('/'))
+    if not os.path.exists(out) or \
+            os.path.getmtime(out) < os.path.getmtime(path):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        r = run(['strip', '--strip-debug', '-o', out + '.tmp', path])
+        if r.returncode:
+            fail('strip %s failed:\n%s' % (path, r.stdout))
+        os.rename(out + '.tmp', out)
+    return out
+
+
+def shquote(s):
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def pack(cpio_path, kroot, bbroot, files, env, argv):
+    cp = Cpio(cpio_path)
+    for d in ('proc', 'sys', 'dev', 'tmp', 'usr/bin'):
+        cp.dir(d)
+    cp.copy('/bin/busybox', os.path.join(bbroot, 'bin', 'busybox'))
+    mods = []
+    for ko in kvm_modules(kroot):
+        name = '/lib/lab/' + os.path.basename(ko)
+        cp.copy(name, ko)
+        mods.append(name)
+    libs = set()
+    for f in files:
+        libs.update(shared_libs(f))
+    for lib in sorted(libs):
+        cp.copy(lib, os.path.realpath(lib))
+    for f in files:
+        cp.copy(f, stripped(f))
+    # QEMU's firmware, where a QEMU run from its build tree looks for it
+    # (qemu-bundle/ next to the binary), dereferenced
+    share = os.path.join(os.path.dirname(files[0]),
+                         'qemu-bundle', 'usr', 'local', 'share', 'qemu')
+    if not os.path.isdir(share):
+        fail('no firmware in %s (build first: make)' % share)
+    for f in sorted(os.listdir(share)):
+        p = os.path.join(share, f)
+        if os.path.isfile(p):
+            cp.copy(p, os.path.realpath(p))
+    exports = '\n'.join('export %s=%s' % (k, shquote(v)) for k, v in env)
+    init = INIT % {'modules': ' '.join(mods), 'ready': READY,
+                   'env': exports, 'cmd': ' '.join(map(shquote, argv))}
+    cp.file('/init', init.encode())
+    cp.close()
+
+
+def boot(qemu, kernel, initrd, console, timeout):
+    """Boot the lab; stream the program's output; return its status."""
+    cmd = [qemu, '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max',
+           '-smp', '2', '-m', '4G', '-display', 'none', '-no-reboot',
+           '-monitor', 'none', '-nodefaults',
+           '-kernel', kernel, '-initrd', initrd,
+           '-append', 'console=ttyS0 quiet panic=-1 nokaslr mitigations=off',
+           '-serial', 'file:' + console, '-serial', 'stdio']
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    status = None
+    ready = False
+    os.set_blocking(proc.stdout.fileno(), False)
+    buf = b''
+    try:
+        while True:
+            now = time.monotonic() - start
+            limit = timeout if ready else BOOT_TIMEOUT
+            if now > limit:
+                log('no %s after %d s: stopping the lab (console log: %s)' %
+                    ('exit status' if ready else 'ready', limit, console))
+                return LAB_FAILED
+            chunk = None
+            try:
+                chunk = proc.stdout.read()
+            except BlockingIOError:
+                pass
+            if chunk:
+                buf += chunk
+                while b'\n' in buf:
+                    line, buf = buf.split(b'\n', 1)
+                    text = line.decode(errors='replace').rstrip('\r')
+                    m = EXIT_RE.match(text)
+                    if m:
+                        status = int(m.group(1))
+                        continue
+                    if text.startswith(READY):
+                        ready = True
+                        log('L1 up after %.1f s (%s)' %
+                            (now, text[len(READY) + 2:]))
+                        continue
+                    print(text, flush=True)
+            elif proc.poll() is not None:
+                break
+            else:
+                time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    if status is None:
+        log('the lab stopped without an exit status (console log: %s)' %
+            console)
+        return LAB_FAILED
+    log('done after %.1f s, exit status %d' %
+        (time.monotonic() - start, status))
+    return status
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description='Run programs under a nested KVM (kvm_amd in a TCG '
+                    'guest with emulated SVM).')
+    ap.add_argument('--probe', action='store_true',
+                    help='print which KVM this host has and exit')
+    ap.add_argument('--qemu', default=os.path.join(BUILD,
+                                                   'qemu-system-x86_64'),
+                    help='the QEMU that runs the lab (and is copied in)')
+    ap.add_argument('--file', action='append', default=[],
+                    help='another file to copy into the lab')
+    ap.add_argument('--env', action='append', default=[],
+                    help='K=V for the program\'s environment')
+    ap.add_argument('--timeout', type=int, default=900,
+                    help='seconds the program may run (default 900)')
+    ap.add_argument('argv', nargs='*', help='-- PROG [ARG]...')
+    args = ap.parse_args()
+
+    if args.probe:
+        kind, reason = host_kvm()
+        print('%s: %s' % (kind, reason))
+        return 0
+    if not args.argv:
+        ap.error('no program to run')
+    env = []
+    for e in args.env:
+        if '=' not in e:
+            ap.error('--env wants K=V, not %r' % e)
+        env.append(tuple(e.split('=', 1)))
+    qemu = os.path.realpath(args.qemu)
+    if not os.access(qemu, os.X_OK):
+        fail('no QEMU binary at %s (build first: make)' % args.qemu)
+    prog = shutil.which(args.argv[0]) or args.argv[0]
+    prog = os.path.abspath(prog)
+    if not os.access(prog, os.X_OK):
+        fail('cannot run %s' % args.argv[0])
+    files = [qemu, prog] + [os.path.abspath(f) for f in args.file]
+    for f in files:
+        if not os.path.isfile(f):
+            fail('no such file: %s' % f)
+
+    kpkg = kernel_package()
+    kroot = unpack(download(kpkg))
+    bbroot = unpack(download('busybox-static'))
+    kernels = [f for f in os.listdir(os.path.join(kroot, 'boot'))
+               if f.startswith('vmlinuz-')]
+    if len(kernels) != 1:
+        fail('expected one vmlinuz in %s/boot' % kroot)
+    kernel = os.path.join(kroot, 'boot', kernels[0])
+
+    os.makedirs(LAB, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=LAB) as tmp:
+        initrd = os.path.join(tmp, 'initrd.cpio')
+        pack(initrd, kroot, bbroot, files, env,
+             [prog] + args.argv[1:])
+        log('booting %s (%s) under TCG with %s; initramfs %d MiB' %
+            (kpkg, kernels[0][8:], qemu,
+             os.path.getsize(initrd) >> 20))
+        console = os.path.join(LAB, 'console.log')
+        return boot(qemu, kernel, initrd, console, args.timeout)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
