@@ -3,6 +3,8 @@
 #   make            fetch the base, assemble build/src and build QEMU
 #   make demo       build, then run the SPP demonstration
 #   make check      build, then run the test suite
+#   make check-kvm  build, then run only the KVM tests: in the nested-KVM
+#                   lab, or on this host's KVM with SPP_KVM=host
 #   make bench      build, then run the benchmarks
 #   make update-patches   turn edits of upstream files in build/src
 #                         back into patches/
@@ -12,7 +14,7 @@
 SHELL := /bin/bash
 SPP := scripts/spp
 
-.PHONY: all build deps demo check check-patches update-patches bench clean distclean
+.PHONY: all build deps demo check check-kvm check-patches update-patches bench clean distclean
 
 all: build
 
@@ -27,6 +29,10 @@ demo: build
 
 check: deps
 	@$(SPP)/check.sh
+
+check-kvm: deps
+	@$(SPP)/build.sh tests/qtest/spp-test
+	@SPP_KVM=$${SPP_KVM:-lab} $(SPP)/kvm-tests.sh
 
 bench: build
 	@$(SPP)/bench.sh

@@ -1,7 +1,10 @@
 #!/bin/bash
 # The fork's test suite: build, then run
 #  - check-patches (series applies, is reproducible, checkpatch clean);
-#  - our qtests and upstream qtests through meson's test runner.
+#  - our qtests and upstream qtests through meson's test runner;
+#  - the KVM subtests on a hardware KVM, or in the nested-KVM lab
+#    (kvm-tests.sh);
+#  - spp-watch and libvirt tests.
 # Ends with "N passed, N failed" (test programs and checks).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -41,8 +44,9 @@ for t in $QTESTS; do
 done
 log=$BUILD/check.log
 # shellcheck disable=SC2086
-(cd "$OBJ" && "$OBJ/pyvenv/bin/meson" test --no-rebuild --print-errorlogs \
-     $names) 2>&1 | tee "$log"
+# The KVM subtests run below, on a KVM worth testing (SPP_TEST_KVM=no).
+(cd "$OBJ" && SPP_TEST_KVM=no "$OBJ/pyvenv/bin/meson" test --no-rebuild \
+     --print-errorlogs $names) 2>&1 | tee "$log"
 ok=$(sed -n 's/^Ok:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
 expfail=$(sed -n 's/^Expected Fail:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
 fail=$(sed -n 's/^Fail:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
@@ -55,6 +59,19 @@ if [ -z "$ok" ]; then
 fi
 passed=$((passed + ${ok:-0} + ${expfail:-0}))
 failed=$((failed + ${fail:-0} + ${unexp:-0} + ${timeout:-0}))
+
+step test "the KVM tests of spp-test, each on its own"
+"$TOP/scripts/spp/kvm-tests.sh" 2>&1 | tee "$BUILD/check-kvm.log"
+kvm_passed=$(sed -n 's/^kvm-tests: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' \
+             "$BUILD/check-kvm.log" | tail -1)
+kvm_failed=$(sed -n 's/^kvm-tests: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' \
+             "$BUILD/check-kvm.log" | tail -1)
+if [ -z "$kvm_passed" ]; then
+    echo "error: the KVM tests printed no summary (see $BUILD/check-kvm.log)" >&2
+    kvm_failed=1
+fi
+passed=$((passed + ${kvm_passed:-0}))
+failed=$((failed + ${kvm_failed:-0}))
 
 step test "contrib/spp/spp-watch against a running QEMU"
 python3 "$TOP/tests/qtest/spp-guest-build.py" cc \

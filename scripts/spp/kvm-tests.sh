@@ -1,0 +1,49 @@
+#!/bin/bash
+# Run the KVM subtests of spp-test on a KVM worth testing: this host's,
+# if it is a hardware KVM, else (no /dev/kvm, or a software KVM that
+# emulates guest code) inside the nested-KVM lab (kvm-lab.py).
+#
+#   SPP_KVM=auto (default) | host | lab
+#
+# Expects spp-test and QEMU to be built.  Ends with
+# "kvm-tests: P passed, F failed".
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+spp_test=$OBJ/tests/qtest/spp-test
+qemu=$OBJ/qemu-system-x86_64
+[ -x "$spp_test" ] && [ -x "$qemu" ] ||
+    die "build spp-test first (make check builds it)"
+probe=$(python3 "$TOP/scripts/spp/kvm-lab.py" --probe)
+kind=${probe%%:*}
+case ${SPP_KVM:-auto} in
+auto)
+    if [ "$kind" = hardware ]; then where=host; else where=lab; fi ;;
+host)
+    [ "$kind" != none ] || die "SPP_KVM=host, but this host has no KVM: $probe"
+    where=host ;;
+lab)
+    where=lab ;;
+*)
+    die "SPP_KVM must be auto, host or lab, not '${SPP_KVM}'" ;;
+esac
+
+echo "this host's KVM: $probe"
+start=$(date +%s)
+set +e
+if [ "$where" = host ]; then
+    echo "KVM tests: on this host's $kind KVM"
+    "$TOP/scripts/spp/kvm-test-loop.sh" "$spp_test" "$qemu"
+    rc=$?
+else
+    echo "KVM tests: in the nested-KVM lab (kvm_amd in a TCG guest with" \
+         "emulated SVM; figures from it are not hardware figures)"
+    python3 "$TOP/scripts/spp/kvm-lab.py" --timeout 1500 --file "$spp_test" \
+        -- "$TOP/scripts/spp/kvm-test-loop.sh" "$spp_test" "$qemu"
+    rc=$?
+    if [ "$rc" = 125 ]; then
+        echo "kvm-tests: 0 passed, 1 failed (the lab did not run)"
+    fi
+fi
+echo "KVM tests took $(( $(date +%s) - start )) s"
+exit "$rc"
