@@ -1608,12 +1608,15 @@ static bool kvm_probe(void)
                        "runs them where a hardware or nested KVM is)");
         return false;
     }
-    if (!qtest_has_accel("kvm")) {
-        why = g_strdup("this QEMU has no KVM");
-    } else if ((fd = open("/dev/kvm", O_RDWR)) < 0) {
-        why = g_strdup_printf("/dev/kvm: %s", g_strerror(errno));
-    } else {
+    fd = open("/dev/kvm", O_RDWR);
+    if (fd >= 0) {
         close(fd);
+    }
+    if (fd < 0) {
+        why = g_strdup_printf("/dev/kvm: %s", g_strerror(errno));
+    } else if (!qtest_has_accel("kvm")) {
+        why = g_strdup("this QEMU has no KVM");
+    } else {
         for (i = 0; i < ARRAY_SIZE(models); i++) {
             if (kvm_cpu_starts(models[i], &err)) {
                 kvm_cpu = models[i];
