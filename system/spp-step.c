@@ -13,10 +13,10 @@
  * mode.
  *
  * Semantics against the byte-exact write path: the same bytes land and
- * the same bytes are blocked, but a store that writes the value a
- * protected byte already holds is not seen, and each changed 8-byte
- * word of a protected sub-page counts as one violation (TCG counts each
- * access; its wide stores are 8-byte accesses).
+ * the same bytes are blocked, and violations are counted alike (one per
+ * 8-byte piece of the store in each page, the pieces counted from the
+ * store's first byte there), but a store that writes the value a
+ * protected byte already holds is not seen.
  *
  * Copyright (c) 2026 The QEMU SPP fork developers
  *
@@ -40,6 +40,7 @@ typedef struct SppStepPage {
     MemoryRegion *ram;          /* referenced */
     hwaddr offset;              /* of the page in @ram */
     uint8_t *host;
+    unsigned phase;             /* of the store's pieces in this page */
     uint8_t before[SPP_PAGE_SIZE];
 } SppStepPage;
 
@@ -72,7 +73,8 @@ static MemoryRegion *spp_step_ram(uint64_t gfn, hwaddr *offset)
     return ram;
 }
 
-SppStep *spp_step_begin(const uint64_t *gfns, size_t n)
+SppStep *spp_step_begin(const uint64_t *gfns, const unsigned *phases,
+                        size_t n)
 {
     SppStep *step = g_new0(SppStep, 1);
     uint64_t lift[SPP_STEP_MAX_PAGES];
@@ -93,6 +95,7 @@ SppStep *spp_step_begin(const uint64_t *gfns, size_t n)
             continue;
         }
         p->gfn = gfns[i];
+        p->phase = phases ? phases[i] % 8 : 0;
         p->host = (uint8_t *)memory_region_get_ram_ptr(p->ram) + p->offset;
         memcpy(p->before, p->host, SPP_PAGE_SIZE);
         lift[step->n++] = p->gfn;
@@ -141,7 +144,7 @@ unsigned spp_step_end(SppStep *step, MemTxAttrs attrs)
         SppStepJudge j = { .page = p, .attrs = attrs };
 
         spp_diff_page(p->before, p->host, spp_get_vector(p->gfn),
-                      spp_step_judge, &j);
+                      p->phase, spp_step_judge, &j);
         violations += j.violations;
         if (j.restored) {
             invalidate_and_set_dirty(p->ram, p->offset, SPP_PAGE_SIZE);
@@ -203,7 +206,7 @@ static bool spp_step_qtest(CharBackend *chr, gchar **words)
             return true;
         }
     }
-    spp_qtest_step = spp_step_begin(gfns, n);
+    spp_qtest_step = spp_step_begin(gfns, NULL, n);
     qtest_sendf(chr, "OK %zu\n", spp_qtest_step ? spp_qtest_step->n : 0);
     return true;
 }

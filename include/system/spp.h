@@ -113,30 +113,39 @@ void spp_emulated_lift(const uint64_t *gfns, size_t n);
 
 /*
  * The step fallback, for a store the accelerator cannot complete on
- * trapped memory (KVM's emulator failing on an AVX or XSAVE store):
+ * trapped memory (KVM's emulator failing on an XSAVE store):
  * spp_step_begin() copies the trapped pages among @gfns and makes them
  * plain RAM; the caller lets the vCPU run that one instruction; then
- * spp_step_end() compares, judges each changed protected 8-byte word
- * as a write by @attrs (counters, events, policy), puts back the bytes
- * the policy blocks and restores the protection.  The caller holds the
- * BQL throughout and keeps the other vCPUs out of guest mode.
+ * spp_step_end() compares and judges what changed as a write by @attrs
+ * (counters, events, policy), puts back the bytes the policy blocks and
+ * restores the protection.  It judges 8-byte pieces counted from the
+ * store's first byte in each page (@phases[i], modulo 8, for @gfns[i];
+ * 0 when @phases is NULL), which is how KVM's emulator and TCG cut a
+ * store into accesses, so all count one violation per piece.  The
+ * caller holds the BQL throughout and keeps the other vCPUs out of
+ * guest mode.
  */
 #define SPP_STEP_MAX_PAGES 8
 typedef struct SppStep SppStep;
 
 /* NULL when none of the pages is trapped RAM. */
-SppStep *spp_step_begin(const uint64_t *gfns, size_t n);
+SppStep *spp_step_begin(const uint64_t *gfns, const unsigned *phases,
+                        size_t n);
 /* Returns the number of violations. */
 unsigned spp_step_end(SppStep *step, MemTxAttrs attrs);
 
 /*
- * For each 8-byte word of a page that lies in a sub-page @wp protects
- * and differs between @before and @after, call @fn with the offset and
- * length of its changed bytes (first to last).  Returns the calls made.
+ * Cut a page into 8-byte pieces starting at offsets @phase + 8k (the
+ * first piece may be shorter), as a store whose first byte in the page
+ * is at an offset equal to @phase modulo 8 is cut into accesses.  For
+ * each piece in which a byte of a sub-page @wp protects differs between
+ * @before and @after, call @fn with the offset and length of those
+ * bytes (first to last).  Returns the calls made.
  */
 typedef void SppDiffFn(unsigned offset, unsigned len, void *opaque);
 unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
-                       uint32_t wp, SppDiffFn *fn, void *opaque);
+                       uint32_t wp, unsigned phase, SppDiffFn *fn,
+                       void *opaque);
 
 /* Exported by system/physmem.c: dirty tracking and TB invalidation. */
 void invalidate_and_set_dirty(MemoryRegion *mr, hwaddr addr, hwaddr length);

@@ -239,6 +239,57 @@ static void test_random(void)
     munmap(map, 2 * psize);
 }
 
+/* Plain stores of a vector register: what to store, and the length. */
+typedef struct VecCase {
+    const char *text;
+    unsigned bits;
+    const char *hex;
+    unsigned vec_bytes;
+    unsigned vec_reg;
+} VecCase;
+
+static const VecCase vec_cases[] = {
+    { "movq %xmm0,0x8(%edi)", 32, "660fd64708", 8, 0 },
+    { "movdqu %xmm2,0x20(%edi)", 32, "f30f7f5720", 16, 2 },
+    { "movups %xmm1,(%eax)", 32, "0f1108", 16, 1 },
+    { "movntdq %xmm5,(%ecx)", 32, "660fe729", 16, 5 },
+    { "vmovdqu %ymm3,0x10(%rdi)", 64, "c5fe7f5f10", 32, 3 },
+    { "movaps %xmm8,0x40(%rax)", 64, "440f294040", 16, 8 },
+    { "vmovq %xmm4,(%rdx)", 64, "c5f9d622", 8, 4 },
+    { "vmovups %xmm9,(%rsi)", 64, "c578110e", 16, 9 },
+    /* not a plain store of a whole register */
+    { "movss %xmm1,(%eax)", 32, "f30f1108", 0 },
+    { "movq %mm1,(%eax) (MMX)", 32, "0f7f08", 0 },
+    { "xsave (%rdi)", 64, "0fae27", 0 },
+    { "mov %eax,0x8(%ebp)", 32, "894508", 0 },
+};
+
+static void test_vec_store(void)
+{
+    SppX86Context ctx = { .regs = { [7] = RDI } };
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(vec_cases); i++) {
+        const VecCase *c = &vec_cases[i];
+        uint8_t insn[16];
+        size_t len = parse_hex(c->hex, insn);
+        SppX86Store st;
+
+        /* what follows the instruction must not count */
+        memset(insn + len, 0x90, sizeof(insn) - len);
+        ctx.code_bits = c->bits;
+        g_test_message("%d-bit: %s", c->bits, c->text);
+        g_assert_cmpint(spp_x86_insn_store(insn, sizeof(insn), &ctx, &st),
+                        ==, SPP_X86_STORE);
+        g_assert_cmpuint(st.vec_bytes, ==, c->vec_bytes);
+        if (c->vec_bytes) {
+            g_assert_cmpuint(st.vec_reg, ==, c->vec_reg);
+            g_assert_cmpuint(st.insn_len, ==, len);
+            g_assert_cmpuint(st.size, >=, c->vec_bytes);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     size_t i;
@@ -250,6 +301,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(path, &cases[i], test_case);
     }
     g_test_add_func("/kvm-spp-insn/trailing-bytes", test_trailing_bytes);
+    g_test_add_func("/kvm-spp-insn/vec-store", test_vec_store);
     g_test_add_func("/kvm-spp-insn/too-long", test_too_long);
     g_test_add_func("/kvm-spp-insn/random", test_random);
     return g_test_run();

@@ -43,9 +43,9 @@ static void test_unchanged(void)
     Seen s = { 0 };
 
     fill();
-    g_assert_cmpuint(spp_diff_page(before, after, 0, record, &s), ==, 0);
+    g_assert_cmpuint(spp_diff_page(before, after, 0, 0, record, &s), ==, 0);
     memset(after + 128, 0xaa, 128);         /* sub-page 1 */
-    g_assert_cmpuint(spp_diff_page(before, after, 1U << 1, record, &s),
+    g_assert_cmpuint(spp_diff_page(before, after, 1U << 1, 0, record, &s),
                      ==, 0);
     g_assert_cmpuint(s.n, ==, 0);
 }
@@ -57,7 +57,7 @@ static void test_one_byte(void)
 
     fill();
     after[4095] ^= 1;
-    g_assert_cmpuint(spp_diff_page(before, after, 0, record, &s), ==, 1);
+    g_assert_cmpuint(spp_diff_page(before, after, 0, 0, record, &s), ==, 1);
     g_assert_cmpuint(s.offset[0], ==, 4095);
     g_assert_cmpuint(s.len[0], ==, 1);
 }
@@ -76,7 +76,7 @@ static void test_straddle(void)
     for (i = 96; i < 160; i++) {
         after[i] = ~before[i];
     }
-    g_assert_cmpuint(spp_diff_page(before, after, SPP_WP_ALL & ~(1U << 1),
+    g_assert_cmpuint(spp_diff_page(before, after, SPP_WP_ALL & ~(1U << 1), 0,
                                    record, &s), ==, 4);
     for (i = 0; i < 4; i++) {
         g_assert_cmpuint(s.offset[i], ==, 128 + 8 * i);
@@ -92,7 +92,7 @@ static void test_partial_word(void)
     fill();
     after[1026] ^= 0xff;
     after[1029] ^= 0xff;
-    g_assert_cmpuint(spp_diff_page(before, after, 0, record, &s), ==, 1);
+    g_assert_cmpuint(spp_diff_page(before, after, 0, 0, record, &s), ==, 1);
     g_assert_cmpuint(s.offset[0], ==, 1026);
     g_assert_cmpuint(s.len[0], ==, 4);
 }
@@ -107,12 +107,48 @@ static void test_whole_page(void)
     for (i = 0; i < SPP_PAGE_SIZE; i++) {
         after[i] = before[i] + 1;
     }
-    g_assert_cmpuint(spp_diff_page(before, after, 0x55555555, record, &s),
+    g_assert_cmpuint(spp_diff_page(before, after, 0x55555555, 0, record, &s),
                      ==, 16 * (SPP_SUBPAGE_SIZE / 8));
     for (i = 0; i < s.n; i++) {
         g_assert_cmpuint((s.offset[i] / SPP_SUBPAGE_SIZE) % 2, ==, 1);
         g_assert_cmpuint(s.len[i], ==, 8);
     }
+}
+
+/*
+ * An 8-byte store at offset 124, across protected sub-pages 0 and 1:
+ * one piece when the pieces are counted from the store's first byte
+ * (phase 4), two 8-byte-aligned pieces otherwise.
+ */
+static void test_phase(void)
+{
+    Seen s = { 0 };
+    unsigned i;
+
+    fill();
+    for (i = 124; i < 132; i++) {
+        after[i] = ~before[i];
+    }
+    g_assert_cmpuint(spp_diff_page(before, after, 0, 124, record, &s), ==, 1);
+    g_assert_cmpuint(s.offset[0], ==, 124);
+    g_assert_cmpuint(s.len[0], ==, 8);
+    s.n = 0;
+    g_assert_cmpuint(spp_diff_page(before, after, 0, 0, record, &s), ==, 2);
+    g_assert_cmpuint(s.offset[0], ==, 124);
+    g_assert_cmpuint(s.len[0], ==, 4);
+    g_assert_cmpuint(s.offset[1], ==, 128);
+    g_assert_cmpuint(s.len[1], ==, 4);
+    /* the first, shorter piece of a phase: bytes 0..3 */
+    fill();
+    after[0] ^= 1;
+    after[3] ^= 1;
+    after[4] ^= 1;
+    s.n = 0;
+    g_assert_cmpuint(spp_diff_page(before, after, 0, 4, record, &s), ==, 2);
+    g_assert_cmpuint(s.offset[0], ==, 0);
+    g_assert_cmpuint(s.len[0], ==, 4);
+    g_assert_cmpuint(s.offset[1], ==, 4);
+    g_assert_cmpuint(s.len[1], ==, 1);
 }
 
 int main(int argc, char **argv)
@@ -123,5 +159,6 @@ int main(int argc, char **argv)
     g_test_add_func("/spp-diff/straddle", test_straddle);
     g_test_add_func("/spp-diff/partial-word", test_partial_word);
     g_test_add_func("/spp-diff/whole-page", test_whole_page);
+    g_test_add_func("/spp-diff/phase", test_phase);
     return g_test_run();
 }

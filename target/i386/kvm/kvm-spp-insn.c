@@ -30,6 +30,8 @@ typedef struct SppX86Dec {
     int seg;                    /* override, or SEG_NONE */
     bool rex_r, rex_x, rex_b;
     bool vex, evex;
+    bool vex_l;                 /* VEX.L: 256-bit */
+    uint8_t vex_pp;             /* VEX.pp: 0, 0x66, 0xf3, 0xf2 */
     unsigned map;               /* 0: one byte, 1: 0F, 2: 0F38, 3: 0F3A... */
     uint8_t op;
     uint8_t modrm;
@@ -161,6 +163,35 @@ static uint64_t spp_x86_store_size(const SppX86Dec *d)
         }
     }
     return SPP_X86_MAX_STORE;
+}
+
+/*
+ * Bytes of a vector register that a plain register-to-memory move
+ * stores (the whole XMM or YMM register, or the low 8 bytes for MOVQ),
+ * or 0 if the instruction is anything else.  No immediate follows these.
+ */
+static unsigned spp_x86_vec_store(const SppX86Dec *d)
+{
+    uint8_t pp = d->vex ? d->vex_pp : d->rep ? d->rep : d->opsize ? 0x66 : 0;
+    unsigned width = d->vex_l ? 32 : 16;
+
+    if (d->map != 1 || d->evex) {
+        return 0;
+    }
+    switch (d->op) {
+    case 0x11:      /* (V)MOVUPS, (V)MOVUPD; F3/F2 are MOVSS/MOVSD */
+    case 0x29:      /* (V)MOVAPS, (V)MOVAPD */
+    case 0x2b:      /* (V)MOVNTPS, (V)MOVNTPD */
+        return pp == 0 || pp == 0x66 ? width : 0;
+    case 0x7f:      /* (V)MOVDQA, (V)MOVDQU; without a prefix MMX MOVQ */
+        return pp == 0x66 || pp == 0xf3 ? width : 0;
+    case 0xe7:      /* (V)MOVNTDQ; without a prefix MMX MOVNTQ */
+        return pp == 0x66 ? width : 0;
+    case 0xd6:      /* (V)MOVQ xmm to m64 */
+        return pp == 0x66 && !d->vex_l ? 8 : 0;
+    default:
+        return 0;
+    }
 }
 
 static uint64_t spp_x86_reg(const SppX86Dec *d, unsigned r, unsigned bits)
@@ -329,6 +360,9 @@ static SppX86Decode spp_x86_reg_dest(SppX86Dec *d, int seg, unsigned reg,
     return SPP_X86_STORE;
 }
 
+/* The legacy prefix that VEX.pp stands for. */
+static const uint8_t spp_x86_vex_pp[4] = { 0, 0x66, 0xf3, 0xf2 };
+
 static SppX86Decode spp_x86_vex(SppX86Dec *d)
 {
     uint8_t b1, b2, b3;
@@ -352,6 +386,8 @@ static SppX86Decode spp_x86_vex(SppX86Dec *d)
         d->rex_r = !(b1 & 0x80);
         d->map = 1;
         d->opsize = (b1 & 3) == 1;
+        d->vex_l = b1 & 4;
+        d->vex_pp = spp_x86_vex_pp[b1 & 3];
         return SPP_X86_STORE;
     }
     if (!spp_x86_byte(d, &b2)) {
@@ -364,6 +400,8 @@ static SppX86Decode spp_x86_vex(SppX86Dec *d)
         d->vex = true;
         d->map = b1 & 0x1f;
         d->opsize = (b2 & 3) == 1;
+        d->vex_l = b2 & 4;
+        d->vex_pp = spp_x86_vex_pp[b2 & 3];
         return d->map >= 1 && d->map <= 3 ? SPP_X86_STORE : SPP_X86_UNKNOWN;
     }
     /* EVEX: 62 P0 P1 P2 */
@@ -389,6 +427,8 @@ SppX86Decode spp_x86_insn_store(const uint8_t *insn, size_t len,
     SppX86Dec d = {
         .insn = insn, .len = len, .ctx = ctx, .seg = SEG_NONE,
     };
+
+    *store = (SppX86Store) { 0 };
     bool mode64 = ctx->code_bits == 64;
     uint64_t lo, hi;
     SppX86Decode r;
@@ -522,5 +562,8 @@ opcode:
     }
     store->addr = lo;
     store->size = hi - lo + spp_x86_store_size(&d);
+    store->vec_bytes = spp_x86_vec_store(&d);
+    store->vec_reg = reg;
+    store->insn_len = d.pos;
     return SPP_X86_STORE;
 }

@@ -31,6 +31,16 @@ typedef struct SppX86Context {
 typedef struct SppX86Store {
     uint64_t addr;              /* linear address */
     uint64_t size;              /* bytes from @addr that may be written */
+    /*
+     * For a plain store of a vector register (MOVQ, MOVDQU, MOVUPS and
+     * their aligned, non-temporal and VEX forms): it writes exactly the
+     * low @vec_bytes bytes of XMM/YMM register @vec_reg to @addr and
+     * nothing else, and is @insn_len bytes long.  @vec_bytes is 0 for
+     * every other store.
+     */
+    unsigned vec_bytes;
+    unsigned vec_reg;
+    unsigned insn_len;
 } SppX86Store;
 
 typedef enum SppX86Decode {

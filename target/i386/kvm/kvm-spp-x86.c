@@ -179,9 +179,12 @@ static SppX86Decode kvm_spp_x86_store(CPUState *cs, struct kvm_run *run,
     return spp_x86_insn_store(insn, len, &ctx, store);
 }
 
-/* The trapped guest pages behind @store; 0 when none, -1 if too many. */
+/*
+ * The trapped guest pages behind @store, and where its 8-byte pieces
+ * start in each (modulo 8); 0 when none, -1 if too many.
+ */
 static int kvm_spp_x86_pages(CPUState *cs, const SppX86Store *store,
-                             uint64_t *gfns)
+                             uint64_t *gfns, unsigned *phases)
 {
     vaddr page = store->addr & TARGET_PAGE_MASK;
     vaddr last = (store->addr + store->size - 1) & TARGET_PAGE_MASK;
@@ -195,12 +198,60 @@ static int kvm_spp_x86_pages(CPUState *cs, const SppX86Store *store,
             return -1;
         }
         if (gpa != -1 && spp_emulated_trapped(gpa >> SPP_PAGE_SHIFT)) {
+            /* in later pages the store starts at offset 0 */
+            phases[n] = i == 1 ? store->addr % 8 : 0;
             gfns[n++] = gpa >> SPP_PAGE_SHIFT;
         }
         if (page == last) {
             return n;
         }
     }
+}
+
+/*
+ * A plain store of a vector register (@store->vec_bytes) within one
+ * page: do it here, through the memory core, which judges it like any
+ * trapped store (8-byte accesses from its first byte, as KVM's emulator
+ * would have made them), and move past the instruction.  Much cheaper
+ * than the step.  False to leave it to the step: a store across pages
+ * (the second page may fault), or a guest that single-steps itself.
+ */
+static bool kvm_spp_x86_vec_store(CPUState *cs, const SppX86Store *store)
+{
+    CPUX86State *env = &X86_CPU(cs)->env;
+    ZMMReg *reg = &env->xmm_regs[store->vec_reg];
+    vaddr addr = store->addr;
+    uint8_t buf[32];
+    MemTxAttrs attrs;
+    hwaddr gpa;
+    unsigned i;
+
+    if (!store->vec_bytes || store->vec_reg >= CPU_NB_REGS ||
+        store->vec_bytes > sizeof(buf) || (env->eflags & TF_MASK) ||
+        ((addr ^ (addr + store->vec_bytes - 1)) & TARGET_PAGE_MASK)) {
+        return false;
+    }
+    gpa = cpu_get_phys_page_attrs_debug(cs, addr & TARGET_PAGE_MASK, &attrs);
+    if (gpa == -1) {
+        return false;
+    }
+    for (i = 0; i < store->vec_bytes / 8; i++) {
+        stq_le_p(buf + 8 * i, reg->ZMM_Q(i));
+    }
+    trace_kvm_spp_x86_vec_store(cs->cpu_index, env->eip, store->vec_reg,
+                                gpa + (addr & ~TARGET_PAGE_MASK),
+                                store->vec_bytes);
+    address_space_write(&address_space_memory,
+                        gpa + (addr & ~TARGET_PAGE_MASK),
+                        cpu_get_mem_attrs(env), buf, store->vec_bytes);
+    /* The instruction retires: past it, no interrupt shadow, no RF. */
+    env->eip += store->insn_len;
+    if (!(env->hflags & HF_CS64_MASK)) {
+        env->eip = (uint32_t)env->eip;
+    }
+    env->hflags &= ~HF_INHIBIT_IRQ_MASK;
+    env->eflags &= ~RF_MASK;
+    return true;
 }
 
 /*
@@ -274,7 +325,8 @@ bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
 {
     CPUX86State *env = &X86_CPU(cs)->env;
     uint64_t gfns[SPP_STEP_MAX_PAGES];
-    SppX86Store store = { 0, 0 };
+    unsigned phases[SPP_STEP_MAX_PAGES];
+    SppX86Store store = { 0 };
     SppX86Decode dec;
     SppStep *step;
     int n = 0, exit_reason;
@@ -286,7 +338,7 @@ bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
     bql_lock();
     dec = kvm_spp_x86_store(cs, run, &store);
     if (dec == SPP_X86_STORE) {
-        n = kvm_spp_x86_pages(cs, &store, gfns);
+        n = kvm_spp_x86_pages(cs, &store, gfns, phases);
     }
     bql_unlock();
     trace_kvm_spp_x86_emulation_failure(cs->cpu_index, env->eip, dec,
@@ -296,6 +348,10 @@ bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
         error_report("sub-page protection: the store at rip 0x%"
                      PRIx64 " spans more than %d pages",
                      (uint64_t)env->eip, SPP_STEP_MAX_PAGES);
+    }
+    if (n > 0 && kvm_spp_x86_vec_store(cs, &store)) {
+        *ret = 0;
+        return true;
     }
     if (n <= 0) {
         /*
@@ -316,7 +372,7 @@ bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
     cpu_exec_end(cs);
     start_exclusive();
     bql_lock();
-    step = spp_step_begin(gfns, n);
+    step = spp_step_begin(gfns, phases, n);
     exit_reason = KVM_EXIT_DEBUG;
     if (step) {
         exit_reason = kvm_spp_x86_single_step(cs, run);
