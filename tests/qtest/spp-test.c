@@ -1416,7 +1416,11 @@ static void test_guest_concurrent(const void *opaque)
 
 /*
  * A page table on a protected page: the MMU's accessed/dirty updates are
- * blocked like any store, and the guest goes on (it must not hang).
+ * blocked, and the guest goes on (it must not hang).  TCG's page walker
+ * judges them like any store, so they are counted and reported.  Under
+ * KVM the walker is the CPU's: on the nested KVM of the lab (kvm_amd on
+ * TCG's emulated SVM) it skips the update on a read-only memslot without
+ * an exit, so nothing is counted; whatever is counted must be reported.
  */
 static void test_guest_page_table(const void *opaque)
 {
@@ -1424,6 +1428,8 @@ static void test_guest_page_table(const void *opaque)
     QTestState *qts = start_guest(accel, "-spp event-rate=0");
     uint32_t *pt = g_new(uint32_t, 1024);
     uint32_t *after = g_new(uint32_t, 1024);
+    GPtrArray *events;
+    uint64_t n;
     int i;
 
     /* identity map: 4 KiB pages below 4 MiB, 4 MiB pages above */
@@ -1442,7 +1448,20 @@ static void test_guest_page_table(const void *opaque)
     /* and the protected page table did not change: no A/D bits */
     qtest_memread(qts, SPP_PAGE_TABLE, after, 4096);
     g_assert(memcmp(pt, after, 4096) == 0);
-    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), >, 0);
+    n = spp_counter(qts, "violations-cpu");
+    if (!strcmp(accel, "tcg")) {
+        g_assert_cmpuint(n, >, 0);
+    } else {
+        g_test_message("%s: %" PRIu64 " blocked A/D updates counted", accel,
+                       n);
+    }
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, ==, n);
+    for (i = 0; i < events->len; i++) {
+        g_assert_cmpuint(get_u(event_data(events, i), "gfn"), ==,
+                         SPP_PAGE_TABLE >> 12);
+    }
+    g_ptr_array_free(events, true);
     g_free(pt);
     g_free(after);
     qtest_quit(qts);
