@@ -12,11 +12,13 @@
 # under test, runs the programs inside and returns their output and exit
 # status.
 #
-#   kvm-lab.py [--qemu BIN] [--timeout S] [--env K=V]... -- PROG [ARG]...
+#   kvm-lab.py [--qemu BIN] [--timeout S] [--file F]... [--dir D]...
+#              [--env K=V]... -- PROG [ARG]...
 #   kvm-lab.py --probe      report which KVM this host has, and exit
 #
-# PROG and every --file are copied to their own absolute paths in the
-# initramfs, so paths baked into them stay valid.  Exit status: that of
+# PROG and every --file and --dir are copied to their own absolute paths
+# in the initramfs (with the shared libraries of the programs and of the
+# libraries in the directories), so paths baked into them stay valid.  Exit status: that of
 # the program; 125 if the lab itself failed (the reason is printed).
 #
 # Copyright (c) 2026 The QEMU SPP fork developers
@@ -288,7 +290,21 @@ def shquote(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def pack(cpio_path, kroot, bbroot, files, env, argv):
+def pack_dir(cp, top, libs):
+    """Copy the tree @top (dereferenced) and note its ELF files' libs."""
+    for dirpath, dirs, names in os.walk(top, followlinks=True):
+        dirs[:] = [d for d in dirs if d not in ('test', 'tests', 'idlelib',
+                                                'tkinter', 'ensurepip')]
+        for n in names:
+            p = os.path.join(dirpath, n)
+            if not os.path.isfile(p):
+                continue
+            cp.copy(p, os.path.realpath(p))
+            if n.endswith('.so') or '.so.' in n:
+                libs.update(shared_libs(p))
+
+
+def pack(cpio_path, kroot, bbroot, files, dirs, env, argv):
     cp = Cpio(cpio_path)
     for d in ('proc', 'sys', 'dev', 'tmp', 'usr/bin'):
         cp.dir(d)
@@ -301,6 +317,8 @@ def pack(cpio_path, kroot, bbroot, files, env, argv):
     libs = set()
     for f in files:
         libs.update(shared_libs(f))
+    for d in dirs:
+        pack_dir(cp, d, libs)
     for lib in sorted(libs):
         cp.copy(lib, os.path.realpath(lib))
     for f in files:
@@ -393,6 +411,9 @@ def main():
                     help='the QEMU that runs the lab (and is copied in)')
     ap.add_argument('--file', action='append', default=[],
                     help='another file to copy into the lab')
+    ap.add_argument('--dir', action='append', default=[],
+                    help='a directory tree to copy into the lab (without '
+                         'test suites)')
     ap.add_argument('--env', action='append', default=[],
                     help='K=V for the program\'s environment')
     ap.add_argument('--timeout', type=int, default=900,
@@ -422,6 +443,10 @@ def main():
     for f in files:
         if not os.path.isfile(f):
             fail('no such file: %s' % f)
+    dirs = [os.path.abspath(d) for d in args.dir]
+    for d in dirs:
+        if not os.path.isdir(d):
+            fail('no such directory: %s' % d)
 
     kpkg = kernel_package()
     kroot = unpack(download(kpkg))
@@ -435,7 +460,7 @@ def main():
     os.makedirs(LAB, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=LAB) as tmp:
         initrd = os.path.join(tmp, 'initrd.cpio')
-        pack(initrd, kroot, bbroot, files, env,
+        pack(initrd, kroot, bbroot, files, dirs, env,
              [prog] + args.argv[1:])
         log('booting %s (%s) under TCG with %s; initramfs %d MiB' %
             (kpkg, kernels[0][8:], qemu,

@@ -26,6 +26,7 @@
 #define SPP_MB_DONE         (SPP_MB_BASE + 12)
 #define SPP_MB_ADDR         (SPP_MB_BASE + 16)
 #define SPP_MB_XFEAT        (SPP_MB_BASE + 20)
+#define SPP_MB_KIND         (SPP_MB_BASE + 24)
 #define SPP_MB_READY_MAGIC  0x53505021
 
 #define SPP_CMD_MATRIX      1
@@ -35,6 +36,14 @@
 #define SPP_CMD_WRITER      5
 #define SPP_CMD_STORE_LOOP  6
 #define SPP_CMD_PAGING      7
+#define SPP_CMD_KIND_LOOP   8
+
+/* SPP_MB_KIND for SPP_CMD_KIND_LOOP; the guest answers KIND_NONE if it
+ * cannot */
+#define SPP_KIND_MOVL       0
+#define SPP_KIND_MOVQ_XMM   1
+#define SPP_KIND_XSAVE      2
+#define SPP_KIND_NONE       0xffffffff
 
 /* Paging test: where the test puts its page tables, what the guest uses */
 #define SPP_PAGE_DIR        0x210000

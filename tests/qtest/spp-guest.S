@@ -21,6 +21,11 @@
  *   7  paging: turn on 32-bit paging with the page directory at
  *      SPP_MB_ADDR (the test fills it), store to SPP_PAGED_STORE and load
  *      from SPP_PAGED_LOAD ARG times, turn paging off again
+ *   8  ARG stores to the address in SPP_MB_ADDR of the kind in
+ *      SPP_MB_KIND: a dword (movl), 8 bytes from %xmm0 (movq), or an
+ *      xsave of the x87 and SSE state (the address 64-byte aligned);
+ *      for xsave without XSAVE the guest sets SPP_MB_KIND to
+ *      SPP_KIND_NONE and stores nothing (benchmarks)
  *
  * Built with -DSPP_AUTORUN=ARG, the guest starts the demo command by
  * itself (scripts/spp/demo.sh uses that).
@@ -88,6 +93,8 @@ wait_cmd:
         je      cmd_store_loop
         cmpl    $7, %eax
         je      cmd_paging
+        cmpl    $8, %eax
+        je      cmd_kind_loop
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -231,6 +238,51 @@ cmd_store_loop:
         movl    %ecx, (%edi)
         decl    %ecx
         jnz     7b
+        jmp     cmd_done
+
+cmd_kind_loop:
+        movl    SPP_MB_ARG, %ecx
+        movl    SPP_MB_ADDR, %edi
+        cmpl    $SPP_KIND_MOVQ_XMM, SPP_MB_KIND
+        je      10f
+        cmpl    $SPP_KIND_XSAVE, SPP_MB_KIND
+        je      11f
+9:
+        movl    %ecx, (%edi)
+        decl    %ecx
+        jnz     9b
+        jmp     cmd_done
+10:
+        movd    %ecx, %xmm0
+        movq    %xmm0, (%edi)
+        decl    %ecx
+        jnz     10b
+        jmp     cmd_done
+11:
+        movl    $1, %eax
+        pushl   %ecx
+        cpuid
+        btl     $26, %ecx               /* XSAVE */
+        popl    %ecx
+        jnc     13f
+        movl    %cr4, %eax
+        orl     $0x40000, %eax          /* OSXSAVE */
+        movl    %eax, %cr4
+        pushl   %ecx
+        xorl    %ecx, %ecx
+        xorl    %edx, %edx
+        movl    $3, %eax                /* x87 | SSE */
+        xsetbv
+        popl    %ecx
+12:
+        movl    $3, %eax
+        xorl    %edx, %edx
+        xsave   (%edi)
+        decl    %ecx
+        jnz     12b
+        jmp     cmd_done
+13:
+        movl    $SPP_KIND_NONE, SPP_MB_KIND
         jmp     cmd_done
 
 cmd_paging:
