@@ -323,7 +323,7 @@ def measure_in_lab(lab, qemu, guest, pypath, floor):
     me = os.path.abspath(__file__)
     here = os.path.dirname(me)
     cmd = [sys.executable, lab.__file__, '--timeout', '1800',
-           '--qemu', qemu, '--file', guest,
+           '--qemu', qemu, '--file', guest, '--file', me,
            '--file', os.path.join(here, 'sppvm.py'),
            '--dir', os.path.dirname(os.__file__), '--dir', pypath]
     if floor:

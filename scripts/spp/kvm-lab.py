@@ -290,11 +290,16 @@ def shquote(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
 
+# Not copied from a --dir: test suites, and what a Python installation
+# has that the lab's programs do not use.
+SKIP_DIRS = ('test', 'tests', 'idlelib', 'tkinter', 'ensurepip',
+             'site-packages', 'dist-packages', 'config-3.11-x86_64-linux-gnu')
+
+
 def pack_dir(cp, top, libs):
     """Copy the tree @top (dereferenced) and note its ELF files' libs."""
     for dirpath, dirs, names in os.walk(top, followlinks=True):
-        dirs[:] = [d for d in dirs if d not in ('test', 'tests', 'idlelib',
-                                                'tkinter', 'ensurepip')]
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
         for n in names:
             p = os.path.join(dirpath, n)
             if not os.path.isfile(p):
@@ -413,7 +418,7 @@ def main():
                     help='another file to copy into the lab')
     ap.add_argument('--dir', action='append', default=[],
                     help='a directory tree to copy into the lab (without '
-                         'test suites)')
+                         'test suites and installed Python packages)')
     ap.add_argument('--env', action='append', default=[],
                     help='K=V for the program\'s environment')
     ap.add_argument('--timeout', type=int, default=900,
