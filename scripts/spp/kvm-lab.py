@@ -156,6 +156,12 @@ def module_depends(path):
 
 def kvm_modules(kroot):
     """The .ko files to load for kvm-amd, dependencies first."""
+    return modules(kroot, KVM_MODULES)
+
+
+def modules(kroot, wanted):
+    """The .ko files to load for the modules @wanted, dependencies
+    first."""
     index = {}
     for dirpath, _, files in os.walk(os.path.join(kroot, 'lib', 'modules')):
         for f in files:
@@ -176,7 +182,7 @@ def kvm_modules(kroot):
             add(dep)
         order.append(index[name])
 
-    for name in KVM_MODULES:
+    for name in wanted:
         add(name)
     return order
 
@@ -247,9 +253,9 @@ export PATH=/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# /tmp stays in the initramfs: the programs may live under it
 mkdir -p /dev/shm /tmp
 mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs -o size=1g tmpfs /tmp
 stty -F /dev/ttyS1 raw -echo
 exec >/dev/ttyS1 2>&1
 for m in %(modules)s; do
@@ -405,6 +411,19 @@ def boot(qemu, kernel, initrd, console, timeout):
     return status
 
 
+def debian_kernel():
+    """Debian's kernel and busybox, fetched once: (package, vmlinuz,
+    unpacked kernel package, unpacked busybox package)."""
+    kpkg = kernel_package()
+    kroot = unpack(download(kpkg))
+    bbroot = unpack(download('busybox-static'))
+    kernels = [f for f in os.listdir(os.path.join(kroot, 'boot'))
+               if f.startswith('vmlinuz-')]
+    if len(kernels) != 1:
+        fail('expected one vmlinuz in %s/boot' % kroot)
+    return kpkg, os.path.join(kroot, 'boot', kernels[0]), kroot, bbroot
+
+
 def main():
     ap = argparse.ArgumentParser(
         description='Run programs under a nested KVM (kvm_amd in a TCG '
@@ -453,22 +472,15 @@ def main():
         if not os.path.isdir(d):
             fail('no such directory: %s' % d)
 
-    kpkg = kernel_package()
-    kroot = unpack(download(kpkg))
-    bbroot = unpack(download('busybox-static'))
-    kernels = [f for f in os.listdir(os.path.join(kroot, 'boot'))
-               if f.startswith('vmlinuz-')]
-    if len(kernels) != 1:
-        fail('expected one vmlinuz in %s/boot' % kroot)
-    kernel = os.path.join(kroot, 'boot', kernels[0])
+    kpkg, kernel, kroot, bbroot = debian_kernel()
 
     os.makedirs(LAB, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=LAB) as tmp:
         initrd = os.path.join(tmp, 'initrd.cpio')
         pack(initrd, kroot, bbroot, files, dirs, env,
              [prog] + args.argv[1:])
-        log('booting %s (%s) under TCG with %s; initramfs %d MiB' %
-            (kpkg, kernels[0][8:], qemu,
+        log('booting %s under TCG with %s; initramfs %d MiB' %
+            (kpkg, qemu,
              os.path.getsize(initrd) >> 20))
         console = os.path.join(LAB, 'console.log')
         return boot(qemu, kernel, initrd, console, args.timeout)

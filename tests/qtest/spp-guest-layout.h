@@ -38,8 +38,7 @@
 #define SPP_CMD_PAGING      7
 #define SPP_CMD_KIND_LOOP   8
 
-/* SPP_MB_KIND for SPP_CMD_KIND_LOOP; the guest answers KIND_NONE if it
- * cannot */
+/* SPP_MB_KIND for SPP_CMD_KIND_LOOP (KIND_NONE: the guest cannot) */
 #define SPP_KIND_MOVL       0
 #define SPP_KIND_MOVQ_XMM   1
 #define SPP_KIND_XSAVE      2
