@@ -100,10 +100,12 @@ class LinuxVm:
     """The stock kernel under @accel; .qmp, .sh(), .kallsyms."""
 
     def __init__(self, qemu, accel='tcg', kaslr=True, mem='1G', smp=2,
-                 extra=(), log=None):
+                 extra=(), kernel=None, initrd=None):
         from qemu.qmp.legacy import QEMUMonitorProtocol
-        self.log = log or (lambda msg: None)
-        kernel, initrd, self.kpkg = prepare()
+        if kernel:
+            self.kpkg = os.path.basename(kernel)
+        else:
+            kernel, initrd, self.kpkg = prepare()
         self.tmp = tempfile.mkdtemp(prefix='spp-linux-')
         self.qmp_path = os.path.join(self.tmp, 'qmp.sock')
         # a second monitor, for a tool such as spp-watch
