@@ -4,6 +4,7 @@
 #  - our qtests and upstream qtests through meson's test runner;
 #  - the KVM subtests on a hardware KVM, or in the nested-KVM lab
 #    (kvm-tests.sh);
+#  - a real kernel watched (test-linux.py; under KVM with the KVM tests);
 #  - spp-watch and libvirt tests.
 # Ends with "N passed, N failed" (test programs and checks).
 set -euo pipefail
@@ -72,6 +73,18 @@ if [ -z "$kvm_passed" ]; then
 fi
 passed=$((passed + ${kvm_passed:-0}))
 failed=$((failed + ${kvm_failed:-0}))
+
+step test "a real kernel watched: Debian's stock kernel under TCG, KASLR on"
+timeout 600 python3 "$TOP/contrib/spp/test-linux.py" \
+    "$BUILD/qemu-system-x86_64" "$SRC/python" tcg 2>&1 |
+    tee "$BUILD/check-linux.log"
+linux_rc=${PIPESTATUS[0]}
+passed=$((passed + $(grep -c '^ok ' "$BUILD/check-linux.log")))
+linux_failed=$(grep -c '^not ok ' "$BUILD/check-linux.log")
+if [ "$linux_rc" != 0 ] && [ "$linux_failed" = 0 ]; then
+    linux_failed=1
+fi
+failed=$((failed + linux_failed))
 
 step test "contrib/spp/spp-watch against a running QEMU"
 python3 "$TOP/tests/qtest/spp-guest-build.py" cc \

@@ -3,10 +3,11 @@
 # the rest), on this machine's /dev/kvm.  Runs on the host or inside the
 # nested-KVM lab (busybox sh), so it uses only POSIX sh.
 #
-#   kvm-test-loop.sh SPP-TEST QEMU
+#   kvm-test-loop.sh SPP-TEST QEMU [TAP-PROGRAM ARG...]
 #
 # Prints "ok PATH" or "not ok PATH" per subtest, with the failing
-# output, and ends with "kvm-tests: P passed, F failed".
+# output; then runs TAP-PROGRAM, if given, and counts its "ok" and
+# "not ok" lines too.  Ends with "kvm-tests: P passed, F failed".
 #
 # Copyright (c) 2026 The QEMU SPP fork developers
 #
@@ -14,6 +15,7 @@
 
 test=$1
 export QTEST_QEMU_BINARY=$2
+shift 2
 export SPP_TEST_KVM=yes
 passed=0
 failed=0
@@ -34,5 +36,19 @@ for p in $paths; do
         failed=$((failed + 1))
     fi
 done
+if [ $# -gt 0 ]; then
+    start=$(date +%s)
+    timeout 600 "$@" > /tmp/tap.log 2>&1
+    rc=$?
+    cat /tmp/tap.log
+    ok=$(grep -c '^ok ' /tmp/tap.log)
+    bad=$(grep -c '^not ok ' /tmp/tap.log)
+    if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then
+        bad=1
+    fi
+    echo "$1: $ok passed, $bad failed ($(( $(date +%s) - start )) s)"
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+fi
 echo "kvm-tests: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -30,16 +30,33 @@ esac
 
 echo "this host's KVM: $probe"
 start=$(date +%s)
+# The real-kernel test: Debian's kernel, booted without KASLR (the TCG
+# run in make check boots it with KASLR).
+read -r vmlinuz initrd < <(cd "$TOP/scripts/spp" && python3 -c \
+    'import linuxvm; k, i, _ = linuxvm.prepare(); print(k, i)') ||
+    die "cannot prepare the stock kernel guest"
+pydir=$SRC/python
+linux_test=("$TOP/contrib/spp/test-linux.py" "$qemu" "$pydir" kvm --nokaslr
+            --kernel "$vmlinuz" --initrd "$initrd")
 set +e
 if [ "$where" = host ]; then
     echo "KVM tests: on this host's $kind KVM"
-    "$TOP/scripts/spp/kvm-test-loop.sh" "$spp_test" "$qemu"
+    "$TOP/scripts/spp/kvm-test-loop.sh" "$spp_test" "$qemu" \
+        python3 "${linux_test[@]}"
     rc=$?
 else
     echo "KVM tests: in the nested-KVM lab (kvm_amd in a TCG guest with" \
          "emulated SVM; figures from it are not hardware figures)"
+    py=$(readlink -f /usr/bin/python3)
     python3 "$TOP/scripts/spp/kvm-lab.py" --timeout 1500 --file "$spp_test" \
-        -- "$TOP/scripts/spp/kvm-test-loop.sh" "$spp_test" "$qemu"
+        --file "$vmlinuz" --file "$initrd" \
+        --file "$TOP/contrib/spp/test-linux.py" \
+        --file "$TOP/contrib/spp/spp-watch" \
+        --file "$TOP/scripts/spp/linuxvm.py" --file "$py" \
+        --dir "$(/usr/bin/python3 -c 'import os; print(os.path.dirname(os.__file__))')" \
+        --dir "$pydir" \
+        -- "$TOP/scripts/spp/kvm-test-loop.sh" "$spp_test" "$qemu" \
+        "$py" "${linux_test[@]}"
     rc=$?
     if [ "$rc" = 125 ]; then
         echo "kvm-tests: 0 passed, 1 failed (the lab did not run)"
