@@ -1,7 +1,9 @@
 # The QEMU SPP fork.  See README.md.
 #
 #   make            fetch the base, assemble build/src and build QEMU
-#   make demo       build, then run the SPP demonstration
+#   make demo       build, then run the SPP demonstration: Debian's stock
+#                   kernel watched by symbol
+#   make demo-tiny  the faster demonstration with the tiny test guest
 #   make check      build, then run the test suite
 #   make check-kvm  build, then run only the KVM tests: in the nested-KVM
 #                   lab, or on this host's KVM with SPP_KVM=host
@@ -14,7 +16,7 @@
 SHELL := /bin/bash
 SPP := scripts/spp
 
-.PHONY: all build deps demo check check-kvm check-patches update-patches bench clean distclean
+.PHONY: all build deps demo demo-tiny check check-kvm check-patches update-patches bench clean distclean
 
 all: build
 
@@ -26,6 +28,9 @@ build: deps
 
 demo: build
 	@$(SPP)/demo.sh
+
+demo-tiny: build
+	@$(SPP)/demo.sh tiny
 
 check: deps
 	@$(SPP)/check.sh

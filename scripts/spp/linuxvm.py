@@ -101,7 +101,6 @@ class LinuxVm:
 
     def __init__(self, qemu, accel='tcg', kaslr=True, mem='1G', smp=2,
                  extra=(), kernel=None, initrd=None):
-        from qemu.qmp.legacy import QEMUMonitorProtocol
         if kernel:
             self.kpkg = os.path.basename(kernel)
         else:
@@ -131,6 +130,16 @@ class LinuxVm:
             args += ['-cpu', 'host']
         self.start = time.monotonic()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        try:
+            self._boot(args, shell)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+
+    def _boot(self, args, shell):
+        from qemu.qmp.legacy import QEMUMonitorProtocol
         for _ in range(400):
             if os.path.exists(self.qmp_path) and os.path.exists(shell):
                 break
@@ -142,7 +151,7 @@ class LinuxVm:
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(shell)
         self.buf = b''
-        line = self._read_until(b'linuxvm: kallsyms ', BOOT_TIMEOUT)
+        self._read_until(b'linuxvm: kallsyms ', BOOT_TIMEOUT)
         size = int(self._read_line(10))
         self.boot_time = time.monotonic() - self.start
         with open(self.side, 'rb') as f:
@@ -152,7 +161,6 @@ class LinuxVm:
         self.kallsyms = os.path.join(self.tmp, 'kallsyms')
         with open(self.kallsyms, 'wb') as f:
             f.write(data)
-        del line
 
     def _recv(self, deadline):
         self.sock.settimeout(max(0.01, deadline - time.monotonic()))
