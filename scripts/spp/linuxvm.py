@@ -36,6 +36,12 @@ for m in %(modules)s; do
     insmod "$m" 2>/dev/null
 done
 stty -F /dev/ttyS1 raw -echo
+# the host's port, opened once and kept open (a failed open would end
+# init: wait until it opens)
+until (: <> /dev/ttyS1) 2>/dev/null; do
+    sleep 0.1
+done
+exec 3<> /dev/ttyS1
 echo 0 > /proc/sys/kernel/kptr_restrict
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
@@ -44,12 +50,17 @@ while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
 done
 grep -v '\[' /proc/kallsyms > /tmp/kallsyms
 dd if=/tmp/kallsyms of=/dev/vda bs=1M conv=fsync 2>/dev/null
-echo "linuxvm: kallsyms $(wc -c < /tmp/kallsyms)" > /dev/ttyS1
+echo "linuxvm: kallsyms $(wc -c < /tmp/kallsyms)" >&3
 # the host's commands, one per line, not interactive (no prompt, no
-# echo); the port stays open so that nothing sent is lost
-exec 3< /dev/ttyS1 > /dev/ttyS1 2>&1
-while read -r line <&3; do
-    eval "$line"
+# echo), each in its own shell
+exec >&3 2>&3
+while true; do
+    if ! read -r line <&3; then
+        sleep 0.1
+        continue
+    fi
+    sh -c "$line" ||
+        echo "linuxvm: a line failed ($?): $line" > /dev/kmsg
 done
 '''
 
