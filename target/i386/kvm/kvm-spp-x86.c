@@ -213,8 +213,10 @@ static int kvm_spp_x86_pages(CPUState *cs, const SppX86Store *store,
  * page: do it here, through the memory core, which judges it like any
  * trapped store (8-byte accesses from its first byte, as KVM's emulator
  * would have made them), and move past the instruction.  Much cheaper
- * than the step.  False to leave it to the step: a store across pages
- * (the second page may fault), or a guest that single-steps itself.
+ * than the step.  The processor has already checked the store against
+ * the guest's page tables (KVM exits on the memslot, after them).  False
+ * to leave it to the step: a store across pages (the second page may
+ * fault), or a guest or debugger single-stepping.
  */
 static bool kvm_spp_x86_vec_store(CPUState *cs, const SppX86Store *store)
 {
@@ -228,6 +230,7 @@ static bool kvm_spp_x86_vec_store(CPUState *cs, const SppX86Store *store)
 
     if (!store->vec_bytes || store->vec_reg >= CPU_NB_REGS ||
         store->vec_bytes > sizeof(buf) || (env->eflags & TF_MASK) ||
+        cs->singlestep_enabled ||
         ((addr ^ (addr + store->vec_bytes - 1)) & TARGET_PAGE_MASK)) {
         return false;
     }
