@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -136,6 +137,63 @@ def test_bad_arguments(qemu, guest, env, Vm):
         assert msg in p.stderr, (argv, p.stderr)
 
 
+def test_symbol_errors(qemu, guest, env, Vm):
+    """Symbol files and names that cannot be used are refused."""
+    tmp = tempfile.mkdtemp(prefix='spp-watch-syms-')
+    files = {
+        'placeholder': 'ffffffffffffffff B The real System.map is in the '
+                       'linux-image-6.1.0-dbg package\n',
+        'hidden': '0000000000000000 T _stext\n0000000000000000 T _etext\n',
+        'good': 'ffffffff81000000 T _stext\n'
+                'ffffffff81000100 t dup\nffffffff81000200 t dup\n'
+                'ffffffff81c00990 T asm_exc_divide_error\n'
+                'ffffffff81c009a0 T asm_exc_page_fault\n'
+                'ffffffff81e01d32 T _etext\n',
+        'empty': 'no symbols here\n',
+    }
+    for name, text in files.items():
+        with open(os.path.join(tmp, name), 'w') as f:
+            f.write(text)
+    good = os.path.join(tmp, 'good')
+    cases = [
+        (['/tmp/x.sock', '_stext'], 2, 'give --symbols FILE'),
+        (['--symbols', os.path.join(tmp, 'placeholder'), '/tmp/x.sock',
+          '_stext'], 2, 'placeholder System.map'),
+        (['--symbols', os.path.join(tmp, 'hidden'), '/tmp/x.sock',
+          '_stext'], 2, 'kptr_restrict'),
+        (['--symbols', os.path.join(tmp, 'empty'), '/tmp/x.sock',
+          '_stext'], 2, 'holds no symbols'),
+        (['--symbols', os.path.join(tmp, 'missing'), '/tmp/x.sock',
+          '_stext'], 2, 'cannot read'),
+        (['--symbols', good, '/tmp/x.sock', '_stext+'], 2, 'not ADDR'),
+    ]
+    for argv, code, msg in cases:
+        p = subprocess.run([sys.executable, TOOL, *argv], capture_output=True,
+                           text=True, env=env, timeout=30)
+        assert p.returncode == code, (argv, p.returncode, p.stderr)
+        assert msg in p.stderr, (argv, p.stderr)
+
+    # A guest that is not a running 64-bit kernel: no slide, nothing set.
+    vm, sock = start_vm(qemu, guest, Vm, 's')
+    try:
+        for ranges, msg in ((['_stext'], 'not a running 64-bit kernel'),
+                            (['dup'], 'symbols are named'),
+                            (['nosuch'], 'no symbol'),
+                            (['_etext'], 'size is unknown')):
+            argv = ['--symbols', good]
+            if msg != 'not a running 64-bit kernel':
+                argv += ['--kaslr-slide', '0']
+            p = subprocess.run([sys.executable, TOOL, *argv, sock, *ranges],
+                               capture_output=True, text=True, env=env,
+                               timeout=60)
+            assert p.returncode == 1, (ranges, p.returncode, p.stderr)
+            assert msg in p.stderr, (ranges, p.stderr)
+        assert vm.info()['protected-pages'] == 0
+    finally:
+        stop_vm(vm, sock)
+        subprocess.run(['rm', '-rf', tmp], check=False)
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
@@ -145,7 +203,7 @@ def main():
     from sppvm import Vm
     env = dict(os.environ, QEMU_PYTHON=pypath)
     tests = [test_watch_and_restore, test_text_output, test_connection_lost,
-             test_bad_arguments]
+             test_bad_arguments, test_symbol_errors]
     print(f'1..{len(tests)}')
     failed = 0
     for i, t in enumerate(tests, 1):
