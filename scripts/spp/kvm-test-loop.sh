@@ -31,7 +31,7 @@ for p in $paths; do
         echo "ok $p ($(( $(date +%s) - start )) s)"
         passed=$((passed + 1))
     else
-        echo "$out" | grep -v '^# starting QEMU' | tail -20
+        echo "$out" | grep -v '^# starting QEMU' | tail -60
         echo "not ok $p ($(( $(date +%s) - start )) s)"
         failed=$((failed + 1))
     fi
