@@ -736,8 +736,43 @@ static uint64_t spp_emulated_regions(void)
     return spp_overlays ? spp_overlays->len : 0;
 }
 
+/*
+ * Unprotected pages the overlays trap anyway (the gaps inside a group):
+ * the pages of the overlays less the protected pages in them.  Both
+ * lists are sorted by address.
+ */
+static uint64_t spp_emulated_trapped_unprotected(void)
+{
+    g_autoptr(GArray) runs = spp_protected_runs();
+    uint64_t trapped = 0;
+    guint i, j = 0;
+
+    for (i = 0; spp_overlays && i < spp_overlays->len; i++) {
+        SppOverlay *ov = g_ptr_array_index(spp_overlays, i);
+        uint64_t first = ov->gpa >> SPP_PAGE_SHIFT;
+        uint64_t end = first + (ov->size >> SPP_PAGE_SHIFT);
+
+        trapped += end - first;
+        while (j < runs->len &&
+               g_array_index(runs, SppRun, j).gfn +
+               g_array_index(runs, SppRun, j).npages <= first) {
+            j++;
+        }
+        for (guint k = j; k < runs->len; k++) {
+            SppRun *r = &g_array_index(runs, SppRun, k);
+
+            if (r->gfn >= end) {
+                break;
+            }
+            trapped -= MIN(end, r->gfn + r->npages) - MAX(first, r->gfn);
+        }
+    }
+    return trapped;
+}
+
 const SppBackendOps spp_emulated_ops = {
     .kind = SPP_BACKEND_EMULATED,
     .update = spp_emulated_update,
     .regions = spp_emulated_regions,
+    .trapped_unprotected = spp_emulated_trapped_unprotected,
 };

@@ -540,6 +540,8 @@ SppInfo *qmp_query_spp(Error **errp)
     info->event_rate = spp.event_rate;
     info->protected_pages = spp.nprot;
     info->regions = spp.ops->regions();
+    info->trapped_unprotected_pages = spp.ops->trapped_unprotected ?
+                                      spp.ops->trapped_unprotected() : 0;
     info->violations = spp.violations;
     info->violations_cpu = spp.violations_cpu;
     info->violations_device = spp.violations_device;
@@ -623,6 +625,8 @@ void hmp_info_spp(Monitor *mon, const QDict *qdict)
     monitor_printf(mon, "protected pages: %" PRIu64 "\n",
                    info->protected_pages);
     monitor_printf(mon, "backend regions: %" PRIu64 "\n", info->regions);
+    monitor_printf(mon, "unprotected pages trapped: %" PRIu64 "\n",
+                   info->trapped_unprotected_pages);
     monitor_printf(mon, "violations: %" PRIu64 " (cpu %" PRIu64
                    ", device %" PRIu64 ")\n", info->violations,
                    info->violations_cpu, info->violations_device);

@@ -6,7 +6,7 @@
 # Copyright (c) 2026 The QEMU SPP fork developers
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""usage: test-linux.py QEMU QEMU_PYTHON_DIR tcg|kvm [--nokaslr]
+"""usage: test-linux.py QEMU QEMU_PYTHON_DIR tcg|kvm [--nokaslr] [--smp N]
                      [--kernel VMLINUZ --initrd INITRD]
 
 Prints TAP.  Checks, on one boot:
@@ -129,6 +129,7 @@ def main():
     qemu, pypath, accel = args[:3]
     kaslr = '--nokaslr' not in args
     kernel = initrd = None
+    smp = int(args[args.index('--smp') + 1]) if '--smp' in args else 2
     if '--kernel' in args:
         kernel = args[args.index('--kernel') + 1]
         initrd = args[args.index('--initrd') + 1]
@@ -136,7 +137,7 @@ def main():
     import linuxvm
 
     vm = linuxvm.LinuxVm(qemu, accel, kaslr=kaslr, kernel=kernel,
-                         initrd=initrd)
+                         initrd=initrd, smp=smp)
     tmp = tempfile.mkdtemp(prefix='spp-test-linux-')
     try:
         run(vm, accel, kaslr, tmp)
@@ -149,7 +150,7 @@ def main():
 
 def run(vm, accel, kaslr, tmp):
     print(f'# {vm.kpkg} booted under {accel} in {vm.boot_time:.1f} s, '
-          f'KASLR {"on" if kaslr else "off"}', flush=True)
+          f'KASLR {"on" if kaslr else "off"}, {vm.smp} vCPUs', flush=True)
     syms = load_kallsyms(vm.kallsyms)
     slide = syms['_text'] - KERNEL_BASE
 

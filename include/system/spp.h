@@ -51,6 +51,8 @@ typedef struct SppBackendOps {
                    Error **errp);
     /* Number of memory regions (or slots) the backend uses, for stats. */
     uint64_t (*regions)(void);
+    /* Unprotected pages whose writes it traps anyway; NULL: none. */
+    uint64_t (*trapped_unprotected)(void);
 } SppBackendOps;
 
 /* Use @ops from now on (before any page is protected). */

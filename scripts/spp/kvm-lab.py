@@ -26,6 +26,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -45,14 +46,17 @@ LAB_FAILED = 125
 # once their dependencies (read from the modules themselves) are added.
 KVM_MODULES = ['kvm-amd']
 BOOT_TIMEOUT = 180          # seconds from start to the init's "ready"
-# One TCG thread for the L1's two vCPUs.  With multi-threaded TCG, memslot
-# changes while an L2 vCPU runs broke the nested state now and then: an
+# One vCPU for the L1.  With two vCPUs on multi-threaded TCG, memslot
+# changes while an L2 vCPU ran broke the nested state now and then: an
 # L2 whose registers turned to garbage (2 of 25 runs of a test that
-# changes protection once and then makes 20,000 trapped stores), an L1
-# that hung, an L1 that died (1 in about 5 runs of a loop changing a
-# memslot 150 times while the guest stores to ROM).  With one thread,
-# none in 30 and 25 such runs.  SPP_LAB_ACCEL overrides it.
-LAB_ACCEL = 'tcg,thread=single'
+# changes protection once, then makes 20,000 trapped stores), an L1 that
+# hung, an L1 that died (in about 1 of 5 runs of a loop that changes an
+# unrelated page's protection 150 times while the guest stores to its
+# ROM).  Two vCPUs on one TCG thread fixed that, but then a Linux L2
+# stalled early in its boot.  With one vCPU: 25 of 25 and a Linux L2
+# that boots.  SPP_LAB_SMP and SPP_LAB_ACCEL override these.
+LAB_ACCEL = 'tcg'
+LAB_SMP = '1
 READY = 'kvm-lab: ready'
 EXIT_RE = re.compile(r'^kvm-lab: exit status (\d+)\s*$')
 
@@ -117,6 +121,14 @@ def kernel_package():
     return m.group(1)
 
 
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
 def download(pkg):
     """Fetch @pkg's .deb into build/lab/dl once; apt checks its hash."""
     dl = os.path.join(LAB, 'dl')
@@ -126,8 +138,13 @@ def download(pkg):
     if out.returncode or not m:
         fail('apt-cache has no package %s (run "apt-get update"?)' % pkg)
     deb = os.path.join(dl, m.group(1))
+    sha = re.search(r'^SHA256: ([0-9a-f]{64})$', out.stdout, re.M)
     if os.path.exists(deb):
-        return deb
+        if not sha or sha256(deb) == sha.group(1):
+            return deb
+        log('%s in the cache does not match the archive\'s sha256: '
+            'downloading it again' % m.group(1))
+        os.unlink(deb)
     log('downloading %s from Debian' % m.group(1))
     with tempfile.TemporaryDirectory(dir=dl) as tmp:
         os.chmod(tmp, 0o755)
@@ -362,7 +379,8 @@ def pack(cpio_path, kroot, bbroot, files, dirs, env, argv):
 def boot(qemu, kernel, initrd, console, timeout, accel='tcg'):
     """Boot the lab; stream the program's output; return its status."""
     cmd = [qemu, '-machine', 'q35', '-accel', accel, '-cpu', 'max',
-           '-smp', '2', '-m', '4G', '-display', 'none', '-no-reboot',
+           '-smp', os.environ.get('SPP_LAB_SMP', LAB_SMP),
+           '-m', '4G', '-display', 'none', '-no-reboot',
            '-monitor', 'none', '-nodefaults',
            '-kernel', kernel, '-initrd', initrd,
            '-append', 'console=ttyS0 quiet panic=-1 nokaslr mitigations=off',

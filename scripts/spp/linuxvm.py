@@ -112,6 +112,7 @@ class LinuxVm:
 
     def __init__(self, qemu, accel='tcg', kaslr=True, mem='1G', smp=2,
                  extra=(), kernel=None, initrd=None):
+        self.smp = smp
         if kernel:
             self.kpkg = os.path.basename(kernel)
         else:

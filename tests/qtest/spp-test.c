@@ -185,6 +185,8 @@ static void test_qmp_basic(void)
     g_assert_cmphex(get_vector(qts, 768), ==, 7);
     g_assert_cmphex(get_vector(qts, 1024), ==, 7);
     g_assert_cmpuint(spp_counter(qts, "regions"), ==, 4);
+    /* a few runs: each has an overlay of its own, no page is trapped */
+    g_assert_cmpuint(spp_counter(qts, "trapped-unprotected-pages"), ==, 0);
     expect_error(qts, "entry 1: page 0x10000",
                  qtest_qmp(qts, "{'execute': 'set-subpages', 'arguments': "
                            "{'gfns': [512, 65536], 'wp-map': 0}}"));
@@ -545,6 +547,8 @@ static void test_step_grouped(void)
     qtest_qmp_assert_success(qts, "{'execute': 'set-subpages', 'arguments': "
                              "{'gfns': %p, 'wp-map': 0}}", gfns);
     g_assert_cmpuint(spp_counter(qts, "regions"), ==, 512);
+    /* 89 pages in the group: the 88 gaps between them are trapped */
+    g_assert_cmpuint(spp_counter(qts, "trapped-unprotected-pages"), ==, 88);
 
     g_assert_cmpuint(step_cmd(qts, lift), ==, 1);
     /* one group became two overlays */
