@@ -56,7 +56,7 @@ BOOT_TIMEOUT = 180          # seconds from start to the init's "ready"
 # stalled early in its boot.  With one vCPU: 25 of 25 and a Linux L2
 # that boots.  SPP_LAB_SMP and SPP_LAB_ACCEL override these.
 LAB_ACCEL = 'tcg'
-LAB_SMP = '1
+LAB_SMP = '1'
 READY = 'kvm-lab: ready'
 EXIT_RE = re.compile(r'^kvm-lab: exit status (\d+)\s*$')
 
