@@ -36,6 +36,9 @@ unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
         int first = -1, last = -1;
         unsigned i;
 
+        if (lo >= hi) {
+            continue;           /* phase 0: no piece before offset 0 */
+        }
         if (!(changed & ((1U << (lo >> SPP_SUBPAGE_SHIFT)) |
                          (1U << ((hi - 1) >> SPP_SUBPAGE_SHIFT))))) {
             continue;

@@ -65,20 +65,29 @@ def load_kallsyms(path):
 class Watch:
     """spp-watch running against the guest, with --json."""
 
+    running = []
+
     def __init__(self, vm, opts, ranges):
         self.proc = subprocess.Popen(
             [sys.executable, TOOL, '--json', *opts, vm.tool_qmp, *ranges],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, QEMU_PYTHON=sys.path[0]))
+        Watch.running.append(self)
         self.info = []
-        while True:
-            line = self.proc.stderr.readline()
-            if not line:
-                raise RuntimeError('spp-watch exited: ' +
-                                   ' | '.join(self.info))
-            self.info.append(line.strip())
-            if 'watching' in line:
-                break
+        # bounded: spp-watch is killed if it does not start in time
+        timer = threading.Timer(120, self.proc.kill)
+        timer.start()
+        try:
+            while True:
+                line = self.proc.stderr.readline()
+                if not line:
+                    raise RuntimeError('spp-watch exited: ' +
+                                       ' | '.join(self.info))
+                self.info.append(line.strip())
+                if 'watching' in line:
+                    break
+        finally:
+            timer.cancel()
         self.lines = queue.Queue()
         threading.Thread(target=self._reader, daemon=True).start()
         self.events = []
@@ -100,9 +109,14 @@ class Watch:
         return self.events
 
     def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=120)
-        self.info += err.splitlines()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.info += self.proc.stderr.read().splitlines()
         return self.proc.returncode
 
 
@@ -142,6 +156,10 @@ def main():
     try:
         run(vm, accel, kaslr, tmp)
     finally:
+        for w in Watch.running:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
         vm.close()
         subprocess.run(['rm', '-rf', tmp], check=False)
     print(f'1..{len(results)}')

@@ -42,6 +42,8 @@ def indent(text, prefix='        '):
 class Watch:
     """spp-watch in the background; its lines are shown as they come."""
 
+    running = []
+
     def __init__(self, vm, opts, ranges, pypath):
         cmd = [sys.executable, TOOL, *opts, vm.tool_qmp, *ranges]
         shown = ['spp-watch'] + [
@@ -51,6 +53,7 @@ class Watch:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=dict(os.environ, QEMU_PYTHON=pypath))
+        Watch.running.append(self)
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.violations = []
@@ -203,6 +206,10 @@ def main():
     finally:
         if watch:
             watch.stop()
+        for w in Watch.running:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
         vm.close()
     say('Done: the guest is shut down and nothing is left running.')
     return 0 if ok else 1

@@ -390,15 +390,17 @@ def boot(qemu, kernel, initrd, console, timeout, accel='tcg'):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     status = None
     ready = False
+    ready_at = 0.0
     os.set_blocking(proc.stdout.fileno(), False)
     buf = b''
     try:
         while True:
             now = time.monotonic() - start
-            limit = timeout if ready else BOOT_TIMEOUT
+            limit = ready_at + timeout if ready else BOOT_TIMEOUT
             if now > limit:
                 log('no %s after %d s: stopping the lab (console log: %s)' %
-                    ('exit status' if ready else 'ready', limit, console))
+                    ('exit status' if ready else 'ready',
+                     limit - ready_at, console))
                 return LAB_FAILED
             chunk = None
             try:
@@ -416,6 +418,7 @@ def boot(qemu, kernel, initrd, console, timeout, accel='tcg'):
                         continue
                     if text.startswith(READY):
                         ready = True
+                        ready_at = now
                         log('L1 up after %.1f s (%s)' %
                             (now, text[len(READY) + 2:]))
                         continue

@@ -49,8 +49,12 @@ while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
     i=$((i + 1))
 done
 grep -v '\[' /proc/kallsyms > /tmp/kallsyms
-dd if=/tmp/kallsyms of=/dev/vda bs=1M conv=fsync 2>/dev/null
-echo "linuxvm: kallsyms $(wc -c < /tmp/kallsyms)" >&3
+if [ -b /dev/vda ] && dd if=/tmp/kallsyms of=/dev/vda bs=1M conv=fsync \
+        2>/dev/null; then
+    echo "linuxvm: kallsyms $(wc -c < /tmp/kallsyms)" >&3
+else
+    echo "linuxvm: kallsyms 0 (no /dev/vda, or writing it failed)" >&3
+fi
 # the host's commands, one per line, not interactive (no prompt, no
 # echo), each in its own shell
 exec >&3 2>&3
@@ -164,12 +168,14 @@ class LinuxVm:
         self.sock.connect(shell)
         self.buf = b''
         self._read_until(b'linuxvm: kallsyms ', BOOT_TIMEOUT)
-        size = int(self._read_line(10))
+        line = self._read_line(10)
+        size = int(line.split()[0])
         self.boot_time = time.monotonic() - self.start
         with open(self.side, 'rb') as f:
             data = f.read(size)
-        if len(data) != size:
-            raise GuestError('the symbol profile is short')
+        if not size or len(data) != size or b'\0' in data:
+            raise GuestError('the guest did not hand over its symbol '
+                             'profile (%s)' % line)
         self.kallsyms = os.path.join(self.tmp, 'kallsyms')
         with open(self.kallsyms, 'wb') as f:
             f.write(data)

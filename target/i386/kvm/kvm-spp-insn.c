@@ -427,13 +427,13 @@ SppX86Decode spp_x86_insn_store(const uint8_t *insn, size_t len,
     SppX86Dec d = {
         .insn = insn, .len = len, .ctx = ctx, .seg = SEG_NONE,
     };
-
-    *store = (SppX86Store) { 0 };
     bool mode64 = ctx->code_bits == 64;
     uint64_t lo, hi;
     SppX86Decode r;
     uint8_t b;
     unsigned mod, reg;
+
+    *store = (SppX86Store) { 0 };
 
     /* Legacy prefixes, then REX, which must come last. */
     for (;;) {

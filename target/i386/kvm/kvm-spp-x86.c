@@ -216,12 +216,13 @@ static int kvm_spp_x86_pages(CPUState *cs, const SppX86Store *store,
  * than the step.  The processor has already checked the store against
  * the guest's page tables (KVM exits on the memslot, after them).  False
  * to leave it to the step: a store across pages (the second page may
- * fault), or a guest or debugger single-stepping.
+ * fault), a guest or debugger single-stepping, enabled data breakpoints
+ * (they must fire), a nested guest (its page tables are not ours to
+ * walk here) and SMM (its own address space).
  */
 static bool kvm_spp_x86_vec_store(CPUState *cs, const SppX86Store *store)
 {
     CPUX86State *env = &X86_CPU(cs)->env;
-    ZMMReg *reg = &env->xmm_regs[store->vec_reg];
     vaddr addr = store->addr;
     uint8_t buf[32];
     MemTxAttrs attrs;
@@ -231,6 +232,8 @@ static bool kvm_spp_x86_vec_store(CPUState *cs, const SppX86Store *store)
     if (!store->vec_bytes || store->vec_reg >= CPU_NB_REGS ||
         store->vec_bytes > sizeof(buf) || (env->eflags & TF_MASK) ||
         cs->singlestep_enabled ||
+        (env->dr[7] & (DR7_LOCAL_BP_MASK | DR7_GLOBAL_BP_MASK)) ||
+        (env->hflags & (HF_GUEST_MASK | HF_SMM_MASK)) ||
         ((addr ^ (addr + store->vec_bytes - 1)) & TARGET_PAGE_MASK)) {
         return false;
     }
@@ -239,7 +242,7 @@ static bool kvm_spp_x86_vec_store(CPUState *cs, const SppX86Store *store)
         return false;
     }
     for (i = 0; i < store->vec_bytes / 8; i++) {
-        stq_le_p(buf + 8 * i, reg->ZMM_Q(i));
+        stq_le_p(buf + 8 * i, env->xmm_regs[store->vec_reg].ZMM_Q(i));
     }
     trace_kvm_spp_x86_vec_store(cs->cpu_index, env->eip, store->vec_reg,
                                 gpa + (addr & ~TARGET_PAGE_MASK),
@@ -250,7 +253,7 @@ static bool kvm_spp_x86_vec_store(CPUState *cs, const SppX86Store *store)
     /* The instruction retires: past it, no interrupt shadow, no RF. */
     env->eip += store->insn_len;
     if (!(env->hflags & HF_CS64_MASK)) {
-        env->eip = (uint32_t)env->eip;
+        env->eip &= env->hflags & HF_CS32_MASK ? 0xffffffff : 0xffff;
     }
     env->hflags &= ~HF_INHIBIT_IRQ_MASK;
     env->eflags &= ~RF_MASK;
