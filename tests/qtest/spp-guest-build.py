@@ -14,6 +14,19 @@ import sys
 import tempfile
 
 
+def tool(what, argv):
+    """Run a host tool; exit with a message that names it if it fails."""
+    try:
+        subprocess.run(argv, check=True)
+    except FileNotFoundError:
+        sys.exit(f'spp-guest-build: {argv[0]} not found: {what} needs the '
+                 'host\'s C compiler and binutils (Debian: build-essential)')
+    except subprocess.CalledProcessError as e:
+        sys.exit(f'spp-guest-build: {what} failed (exit status '
+                 f'{e.returncode}): the host toolchain must target i386 '
+                 '(x86_64 gcc and binutils do)')
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
@@ -22,11 +35,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         obj = os.path.join(tmp, 'guest.o')
         img = os.path.join(tmp, 'guest.bin')
-        subprocess.run([cc, '-m32', '-nostdlib', '-c', '-I',
-                        os.path.dirname(os.path.abspath(src)), *defines,
-                        '-o', obj, src], check=True)
-        subprocess.run(['ld', '-m', 'elf_i386', '-Ttext=0xffff0000',
-                        '--oformat', 'binary', '-o', img, obj], check=True)
+        tool(f'{cc} -m32 (assembling the 32-bit guest)',
+             [cc, '-m32', '-nostdlib', '-c', '-I',
+              os.path.dirname(os.path.abspath(src)), *defines, '-o', obj,
+              src])
+        tool('ld -m elf_i386 (linking the 32-bit guest)',
+             ['ld', '-m', 'elf_i386', '-Ttext=0xffff0000', '--oformat',
+              'binary', '-o', img, obj])
         with open(img, 'rb') as f:
             data = f.read()
     if len(data) != 0x10000:
