@@ -34,8 +34,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOOL = os.path.join(HERE, 'spp-watch')
 sys.path.insert(0, os.path.join(HERE, '..', '..', 'scripts', 'spp'))
+import linuxvm  # noqa: E402
 
 KERNEL_BASE = 0xffffffff81000000    # _text without KASLR
 PAGE = 4096
@@ -65,14 +65,10 @@ def load_kallsyms(path):
 class Watch:
     """spp-watch running against the guest, with --json."""
 
-    running = []
-
     def __init__(self, vm, opts, ranges):
-        self.proc = subprocess.Popen(
-            [sys.executable, TOOL, '--json', *opts, vm.tool_qmp, *ranges],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, QEMU_PYTHON=sys.path[0]))
-        Watch.running.append(self)
+        self.proc = vm.start_watch(['--json', *opts], ranges, sys.path[0],
+                                   stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
         self.info = []
         # bounded: spp-watch is killed if it does not start in time
         timer = threading.Timer(120, self.proc.kill)
@@ -109,15 +105,9 @@ class Watch:
         return self.events
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        status = linuxvm.end_process(self.proc, 120, signal.SIGINT)
         self.info += self.proc.stderr.read().splitlines()
-        return self.proc.returncode
+        return status
 
 
 def gva_bytes(vm, gva, size, tmp):
@@ -148,7 +138,6 @@ def main():
         kernel = args[args.index('--kernel') + 1]
         initrd = args[args.index('--initrd') + 1]
     sys.path.insert(0, pypath)
-    import linuxvm
 
     vm = linuxvm.LinuxVm(qemu, accel, kaslr=kaslr, kernel=kernel,
                          initrd=initrd, smp=smp)
@@ -156,10 +145,6 @@ def main():
     try:
         run(vm, accel, kaslr, tmp)
     finally:
-        for w in Watch.running:
-            if w.proc.poll() is None:
-                w.proc.kill()
-                w.proc.wait()
         vm.close()
         subprocess.run(['rm', '-rf', tmp], check=False)
     print(f'1..{len(results)}')

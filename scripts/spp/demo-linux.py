@@ -14,7 +14,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """usage: demo-linux.py QEMU QEMU_PYTHON_DIR"""
 
-import os
 import queue
 import signal
 import subprocess
@@ -22,8 +21,8 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOOL = os.path.join(HERE, '..', '..', 'contrib', 'spp', 'spp-watch')
+import linuxvm
+
 SHOWN = 6           # violation lines shown per step
 
 T0 = time.monotonic()
@@ -42,18 +41,14 @@ def indent(text, prefix='        '):
 class Watch:
     """spp-watch in the background; its lines are shown as they come."""
 
-    running = []
-
     def __init__(self, vm, opts, ranges, pypath):
-        cmd = [sys.executable, TOOL, *opts, vm.tool_qmp, *ranges]
         shown = ['spp-watch'] + [
             'kallsyms' if a == vm.kallsyms else a for a in opts] + \
             ['QMP-SOCKET'] + ranges
         indent('$ ' + ' '.join(shown))
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, QEMU_PYTHON=pypath))
-        Watch.running.append(self)
+        self.proc = vm.start_watch(opts, ranges, pypath,
+                                   stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT)
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.violations = []
@@ -94,13 +89,7 @@ class Watch:
         return self.violations[-n:] if n else []
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        linuxvm.end_process(self.proc, 60, signal.SIGINT)
         while True:
             line = self._next(0.5)
             if line is None:
@@ -125,8 +114,6 @@ def main():
         sys.exit(__doc__)
     qemu, pypath = sys.argv[1:]
     sys.path.insert(0, pypath)
-    sys.path.insert(0, HERE)
-    import linuxvm
 
     lab = linuxvm.load_lab()
     kind, reason = lab.host_kvm()
@@ -206,10 +193,6 @@ def main():
     finally:
         if watch:
             watch.stop()
-        for w in Watch.running:
-            if w.proc.poll() is None:
-                w.proc.kill()
-                w.proc.wait()
         vm.close()
     say('Done: the guest is shut down and nothing is left running.')
     return 0 if ok else 1

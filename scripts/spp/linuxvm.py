@@ -19,10 +19,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SPP_WATCH = os.path.join(HERE, '..', '..', 'contrib', 'spp', 'spp-watch')
 
 INIT = r'''#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -111,12 +113,26 @@ class GuestError(Exception):
     pass
 
 
+def end_process(proc, timeout, sig=None):
+    """Send @sig to @proc if it still runs; kill it if it has not exited
+    @timeout seconds later.  Returns its exit status."""
+    if sig is not None and proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return proc.returncode
+
+
 class LinuxVm:
     """The stock kernel under @accel; .qmp, .sh(), .kallsyms."""
 
     def __init__(self, qemu, accel='tcg', kaslr=True, mem='1G', smp=2,
                  extra=(), kernel=None, initrd=None):
         self.smp = smp
+        self.tools = []
         if kernel:
             self.kpkg = os.path.basename(kernel)
         else:
@@ -224,11 +240,23 @@ class LinuxVm:
         status = int(self._read_line(timeout))
         return status, out.decode(errors='replace')
 
+    def start_watch(self, opts, ranges, pypath, **popen_args):
+        """spp-watch @opts on the tools' QMP socket, for @ranges; close()
+        kills it if it still runs then."""
+        proc = subprocess.Popen(
+            [sys.executable, SPP_WATCH, *opts, self.tool_qmp, *ranges],
+            text=True, env=dict(os.environ, QEMU_PYTHON=pypath),
+            **popen_args)
+        self.tools.append(proc)
+        return proc
+
     def hmp(self, line):
         return self.qmp.cmd('human-monitor-command',
                             **{'command-line': line})
 
     def close(self):
+        for proc in self.tools:
+            end_process(proc, 0)
         try:
             self.qmp.cmd('quit')
         except Exception:       # already gone
@@ -238,9 +266,5 @@ class LinuxVm:
         except Exception:       # already gone
             pass
         self.sock.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_process(self.proc, 10)
         shutil.rmtree(self.tmp, ignore_errors=True)
