@@ -1,9 +1,12 @@
 /*
- * Sub-page write protection (SPP): the emulated backend
+ * Sub-page write protection (SPP): the emulated backend on overlays, for KVM
  *
  * QEMU enforces the vectors itself, in the memory core, so the same
- * protection applies to vCPU stores under TCG and KVM and to DMA from
- * every emulated device.
+ * protection applies to the vCPUs' stores and to DMA from every
+ * emulated device.  Under KVM the vCPUs store to RAM natively, so the
+ * protected pages must leave the RAM memslots: this backend lays
+ * read-only overlays over them in the flat view, which KVM turns into
+ * read-only memslots.  (Without KVM, spp-trap.c needs no overlays.)
  *
  * For each RAM region that holds protected pages there is one "shadow":
  * a ROM-device-style memory region in ROMD mode that shares the RAM
@@ -32,7 +35,6 @@
 #include "qapi/qapi-commands-spp.h"
 #include "exec/address-spaces.h"
 #include "hw/core/cpu.h"
-#include "system/tcg.h"
 #include "exec/memory.h"
 #include "system/hostmem.h"
 #include "system/spp.h"
@@ -151,8 +153,8 @@ static MemTxResult spp_shadow_write(void *opaque, hwaddr addr, uint64_t data,
             }
         }
     }
-    /* Migration dirty tracking and TCG's translated-code invalidation. */
-    invalidate_and_set_dirty(sh->ram, addr, size);
+    /* Migration dirty tracking (KVM: no translated code to drop). */
+    memory_region_set_dirty(sh->ram, addr, size);
     return MEMTX_OK;
 }
 
@@ -436,33 +438,6 @@ static gint spp_overlay_offset_cmp(gconstpointer a, gconstpointer b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static void spp_tcg_noop(CPUState *cpu, run_on_cpu_data data)
-{
-}
-
-/*
- * TCG flushes each vCPU's TLB asynchronously after a memory transaction
- * (tcg_commit), so a vCPU could still store to a newly protected page
- * through a stale TLB entry after set-subpage returned.  Wait until every
- * vCPU has processed the flush queued before this no-op.  (KVM updates
- * its memslots synchronously.)  Not possible, and not needed, on a vCPU
- * thread: protection lifted by a violation there only removes overlays
- * from pages that stay writable.
- */
-static void spp_tcg_barrier(void)
-{
-    CPUState *cpu;
-
-    if (!tcg_enabled() || current_cpu) {
-        return;
-    }
-    CPU_FOREACH(cpu) {
-        if (cpu->created && cpu->halt_cond) {
-            run_on_cpu(cpu, spp_tcg_noop, RUN_ON_CPU_NULL);
-        }
-    }
-}
-
 /* Make the overlays match @pieces in one memory transaction. */
 static void spp_apply_pieces(GArray *pieces)
 {
@@ -539,9 +514,6 @@ static void spp_apply_pieces(GArray *pieces)
         SppOverlay *ov = g_ptr_array_index(dead, i);
         call_rcu(ov, spp_overlay_free, rcu);
     }
-    if (fresh->len) {
-        spp_tcg_barrier();
-    }
 }
 
 static void spp_shadow_free(SppShadow *sh)
@@ -593,7 +565,10 @@ static void spp_unplug_check(void *opaque)
 
             trace_spp_unplugged(memory_region_name(sh->ram), r->gfn,
                                 r->npages);
-            qmp_set_subpage(r->gfn, r->npages, SPP_WP_ALL, &error_abort);
+        }
+        if (ranges->len) {
+            spp_forget_ranges(&g_array_index(ranges, SppRange, 0),
+                              ranges->len);
         }
         g_hash_table_remove(spp_shadows, sh->ram);
         call_rcu(sh, spp_shadow_free, rcu);
@@ -673,7 +648,7 @@ static bool spp_emulated_update(const SppRange *r, size_t n,
     return true;
 }
 
-bool spp_emulated_trapped(uint64_t gfn)
+static bool spp_emulated_trapped(uint64_t gfn)
 {
     return spp_overlay_by_gpa(gfn << SPP_PAGE_SHIFT);
 }
@@ -700,7 +675,7 @@ static GArray *spp_overlay_pieces(void)
  * A step lifts a page or two and puts them back: work from the current
  * overlays, not from every protected run, and keep what to put back.
  */
-void spp_emulated_lift(const uint64_t *gfns, size_t n)
+static void spp_emulated_lift(const uint64_t *gfns, size_t n)
 {
     g_autoptr(GArray) pieces = NULL;
 
@@ -775,4 +750,6 @@ const SppBackendOps spp_emulated_ops = {
     .update = spp_emulated_update,
     .regions = spp_emulated_regions,
     .trapped_unprotected = spp_emulated_trapped_unprotected,
+    .trapped = spp_emulated_trapped,
+    .lift = spp_emulated_lift,
 };

@@ -87,7 +87,7 @@ SppStep *spp_step_begin(const uint64_t *gfns, const unsigned *phases,
         for (j = 0; j < step->n; j++) {
             dup |= step->pages[j].gfn == gfns[i];
         }
-        if (dup || !spp_emulated_trapped(gfns[i])) {
+        if (dup || !spp_backend_trapped(gfns[i])) {
             continue;
         }
         p->ram = spp_step_ram(gfns[i], &p->offset);
@@ -105,7 +105,7 @@ SppStep *spp_step_begin(const uint64_t *gfns, const unsigned *phases,
         return NULL;
     }
     trace_spp_step_begin(step->pages[0].gfn, step->n);
-    spp_emulated_lift(lift, step->n);
+    spp_backend_lift(lift, step->n);
     return step;
 }
 
@@ -147,11 +147,11 @@ unsigned spp_step_end(SppStep *step, MemTxAttrs attrs)
                       p->phase, spp_step_judge, &j);
         violations += j.violations;
         if (j.restored) {
-            invalidate_and_set_dirty(p->ram, p->offset, SPP_PAGE_SIZE);
+            memory_region_set_dirty(p->ram, p->offset, SPP_PAGE_SIZE);
             restored += j.restored;
         }
     }
-    spp_emulated_lift(NULL, 0);
+    spp_backend_lift(NULL, 0);
     trace_spp_step_end(step->n, violations, restored);
     for (i = 0; i < step->n; i++) {
         memory_region_unref(step->pages[i].ram);

@@ -92,7 +92,7 @@ static void spp_init_once(void)
     }
     spp.chunks = g_tree_new_full(spp_key_cmp, NULL, NULL, g_free);
     if (!spp.ops) {
-        spp.ops = &spp_emulated_ops;
+        spp.ops = &spp_trap_ops;
         spp.reason = "QEMU enforces sub-page protection itself";
     }
 }
@@ -102,6 +102,20 @@ void spp_set_backend(const SppBackendOps *ops, const char *reason)
     assert(!spp.nprot);
     spp.ops = ops;
     spp.reason = reason;
+}
+
+bool spp_backend_trapped(uint64_t gfn)
+{
+    spp_init_once();
+    return spp.ops->trapped && spp.ops->trapped(gfn);
+}
+
+void spp_backend_lift(const uint64_t *gfns, size_t n)
+{
+    spp_init_once();
+    if (spp.ops->lift) {
+        spp.ops->lift(gfns, n);
+    }
 }
 
 SppPolicy spp_get_policy(void)
@@ -230,7 +244,7 @@ static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
     /* Walk in pages: the byte address of the end may not fit in 64 bits. */
     while (npages) {
         hwaddr addr = gfn << SPP_PAGE_SHIFT;
-        uint64_t len = MIN(npages, 1ULL << 40) << SPP_PAGE_SHIFT;
+        uint64_t len = MIN(npages, SPP_FIND_MAX_PAGES) << SPP_PAGE_SHIFT;
         MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
                                                    len);
         uint64_t pages = s.mr ? int128_get64(s.size) >> SPP_PAGE_SHIFT : 0;
@@ -259,11 +273,8 @@ static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
     return true;
 }
 
-/*
- * Apply a vector to each range, in order; all or nothing.  Called with
- * the BQL.
- */
-static bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
+/* Store and enforce the ranges, all or nothing.  Called with the BQL. */
+static bool spp_apply_ranges(const SppRange *r, size_t n, Error **errp)
 {
     g_autofree uint32_t *old = NULL;
     uint64_t total = 0, i, k;
@@ -271,12 +282,6 @@ static bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
 
     spp_init_once();
     for (j = 0; j < n; j++) {
-        if (!spp_check_range(r[j].gfn, r[j].npages, errp)) {
-            if (n > 1) {
-                error_prepend(errp, "entry %zu: ", j);
-            }
-            return false;
-        }
         total += r[j].npages;
     }
 
@@ -306,6 +311,26 @@ static bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
         trace_spp_set(r[j].gfn, r[j].npages, r[j].wp, spp.nprot);
     }
     return true;
+}
+
+bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
+{
+    size_t j;
+
+    for (j = 0; j < n; j++) {
+        if (!spp_check_range(r[j].gfn, r[j].npages, errp)) {
+            if (n > 1) {
+                error_prepend(errp, "entry %zu: ", j);
+            }
+            return false;
+        }
+    }
+    return spp_apply_ranges(r, n, errp);
+}
+
+void spp_forget_ranges(const SppRange *r, size_t n)
+{
+    spp_apply_ranges(r, n, &error_abort);
 }
 
 static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,

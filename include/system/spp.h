@@ -24,6 +24,9 @@
 #define SPP_SUBPAGES        (SPP_PAGE_SIZE / SPP_SUBPAGE_SIZE)
 #define SPP_WP_ALL          0xffffffffU
 
+/* Most pages one memory_region_find() covers when walking a range. */
+#define SPP_FIND_MAX_PAGES  (1ULL << 40)
+
 /* Most pages that one query-subpage reply lists. */
 #define SPP_QUERY_MAX_PAGES 65536
 
@@ -53,10 +56,31 @@ typedef struct SppBackendOps {
     uint64_t (*regions)(void);
     /* Unprotected pages whose writes it traps anyway; NULL: none. */
     uint64_t (*trapped_unprotected)(void);
+    /*
+     * For the step fallback (NULL when the backend needs none): whether
+     * QEMU traps writes to @gfn, and lift() leaves the @n pages @gfns
+     * untrapped until its next call (@n = 0 puts them back).  Vectors
+     * do not change.
+     */
+    bool (*trapped)(uint64_t gfn);
+    void (*lift)(const uint64_t *gfns, size_t n);
 } SppBackendOps;
 
 /* Use @ops from now on (before any page is protected). */
 void spp_set_backend(const SppBackendOps *ops, const char *reason);
+
+/* The backend's trapped() and lift(), for the step fallback. */
+bool spp_backend_trapped(uint64_t gfn);
+void spp_backend_lift(const uint64_t *gfns, size_t n);
+
+/*
+ * Apply a vector to each of @n ranges, in order, all or nothing, as
+ * set-subpage does (the pages must be guest RAM).
+ */
+bool spp_set_ranges(const SppRange *r, size_t n, Error **errp);
+
+/* Drop the protection of pages that stopped being RAM (unplugged). */
+void spp_forget_ranges(const SppRange *r, size_t n);
 
 /* The policy a violation gets now. */
 SppPolicy spp_get_policy(void);
@@ -94,24 +118,15 @@ extern __thread uint64_t spp_tcg_store_seq;
 /* Parse the -spp command line option.  Exits on error. */
 void spp_parse_cmdline(const char *optarg);
 
-/* The emulated backend, always available. */
+/* The emulated backend on write traps, for TCG and qtest. */
+extern const SppBackendOps spp_trap_ops;
+
+/* The emulated backend on overlays, for KVM. */
 extern const SppBackendOps spp_emulated_ops;
 
 /* The RAM region behind @mr when it is an SPP shadow, else @mr. */
 MemoryRegion *spp_emulated_ram_of(MemoryRegion *mr);
 
-/*
- * Whether the emulated backend traps writes to @gfn: a protected page,
- * or an unprotected one inside a group of overlays.
- */
-bool spp_emulated_trapped(uint64_t gfn);
-
-/*
- * Leave the @n pages @gfns as plain RAM, without the emulated backend's
- * overlays, until the next call (@n = 0 puts them back).  Their vectors
- * do not change.  For spp_step_begin().
- */
-void spp_emulated_lift(const uint64_t *gfns, size_t n);
 
 /*
  * The step fallback, for a store the accelerator cannot complete on
@@ -148,8 +163,5 @@ typedef void SppDiffFn(unsigned offset, unsigned len, void *opaque);
 unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
                        uint32_t wp, unsigned phase, SppDiffFn *fn,
                        void *opaque);
-
-/* Exported by system/physmem.c: dirty tracking and TB invalidation. */
-void invalidate_and_set_dirty(MemoryRegion *mr, hwaddr addr, hwaddr length);
 
 #endif

@@ -528,57 +528,72 @@ static void test_step(void)
 }
 
 /*
- * Above 512 runs the overlays group pages: 600 single protected pages
- * two pages apart leave the first 89 in one group.  Lifting a page
- * inside the group must not lift its protected neighbours.
+ * Scattered protection does not trap its neighbours: 100,000 single
+ * pages two pages apart are 100,000 trapped runs, and every page
+ * between them stays plain RAM.  Lifting one for a step leaves the
+ * others protected.
  */
-static void test_step_grouped(void)
+#define SCATTER_BASE    0x1000
+#define SCATTER_PAGES   100000
+
+static void test_scattered(void)
 {
-    QTestState *qts = start_qtest(NULL);
+    QTestState *qts = start_qtest("-m 1G");
     QList *gfns = qlist_new();
-    const uint64_t mid = 0x1000 + 2 * 40;     /* inside the group */
+    const uint64_t mid = SCATTER_BASE + 2 * (SCATTER_PAGES / 2);
+    const uint64_t last = SCATTER_BASE + 2 * (SCATTER_PAGES - 1);
     g_autofree char *lift = g_strdup_printf("begin %" PRIu64, mid);
     g_autofree char *lift_gap = g_strdup_printf("begin %" PRIu64, mid + 1);
     unsigned i;
 
-    for (i = 0; i < 600; i++) {
-        qlist_append_int(gfns, 0x1000 + 2 * i);
+    for (i = 0; i < SCATTER_PAGES; i++) {
+        qlist_append_int(gfns, SCATTER_BASE + 2 * i);
     }
     qtest_qmp_assert_success(qts, "{'execute': 'set-subpages', 'arguments': "
                              "{'gfns': %p, 'wp-map': 0}}", gfns);
-    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 512);
-    /* 89 pages in the group: the 88 gaps between them are trapped */
-    g_assert_cmpuint(spp_counter(qts, "trapped-unprotected-pages"), ==, 88);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, SCATTER_PAGES);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, SCATTER_PAGES);
+    g_assert_cmpuint(spp_counter(qts, "trapped-unprotected-pages"), ==, 0);
 
-    g_assert_cmpuint(step_cmd(qts, lift), ==, 1);
-    /* one group became two overlays */
-    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 513);
-    /* the lifted page is plain RAM, its neighbours are still protected */
-    qtest_writeb(qts, mid << 12, 0x11);
-    qtest_writeb(qts, (mid - 2) << 12, 0x22);
-    qtest_writeb(qts, (mid + 2) << 12, 0x33);
-    qtest_writeb(qts, (mid + 1) << 12, 0x44);
-    g_assert_cmphex(qtest_readb(qts, mid << 12), ==, 0x11);
-    g_assert_cmphex(qtest_readb(qts, (mid - 2) << 12), ==, 0);
-    g_assert_cmphex(qtest_readb(qts, (mid + 2) << 12), ==, 0);
-    g_assert_cmphex(qtest_readb(qts, (mid + 1) << 12), ==, 0x44);
+    /* protected pages block, the pages between them take the write */
+    qtest_writeb(qts, SCATTER_BASE << 12, 0x11);
+    qtest_writeb(qts, (SCATTER_BASE + 1) << 12, 0x12);
+    qtest_writeb(qts, last << 12, 0x13);
+    qtest_writeb(qts, (last + 1) << 12, 0x14);
+    g_assert_cmphex(qtest_readb(qts, SCATTER_BASE << 12), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, (SCATTER_BASE + 1) << 12), ==, 0x12);
+    g_assert_cmphex(qtest_readb(qts, last << 12), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, (last + 1) << 12), ==, 0x14);
     g_assert_cmpuint(spp_counter(qts, "violations"), ==, 2);
 
+    /* the step lifts exactly the page it is given */
+    g_assert_cmpuint(step_cmd(qts, lift), ==, 1);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, SCATTER_PAGES - 1);
+    qtest_writeb(qts, mid << 12, 0x21);
+    qtest_writeb(qts, (mid - 2) << 12, 0x22);
+    qtest_writeb(qts, (mid + 2) << 12, 0x23);
+    g_assert_cmphex(qtest_readb(qts, mid << 12), ==, 0x21);
+    g_assert_cmphex(qtest_readb(qts, (mid - 2) << 12), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, (mid + 2) << 12), ==, 0);
     g_assert_cmpuint(step_cmd(qts, "end"), ==, 1);
     g_assert_cmphex(qtest_readb(qts, mid << 12), ==, 0);
-    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 512);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, SCATTER_PAGES);
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 5);
 
-    /*
-     * An unprotected page inside a group is trapped too (KVM's emulator
-     * would fail there as well): it can be stepped, nothing is judged.
-     */
-    g_assert_cmpuint(step_cmd(qts, lift_gap), ==, 1);
-    qtest_writeb(qts, (mid + 1) << 12, 0x55);
-    g_assert_cmpuint(step_cmd(qts, "end"), ==, 0);
-    g_assert_cmphex(qtest_readb(qts, (mid + 1) << 12), ==, 0x55);
-    /* Pages outside every overlay are not trapped. */
-    g_assert_cmpuint(step_cmd(qts, "begin 0x3000"), ==, 0);
-    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 3);
+    /* a page between protected ones is not trapped: nothing to step */
+    g_assert_cmpuint(step_cmd(qts, lift_gap), ==, 0);
+
+    /* clearing them all leaves nothing trapped */
+    gfns = qlist_new();
+    for (i = 0; i < SCATTER_PAGES; i++) {
+        qlist_append_int(gfns, SCATTER_BASE + 2 * i);
+    }
+    qtest_qmp_assert_success(qts, "{'execute': 'set-subpages', 'arguments': "
+                             "{'gfns': %p, 'wp-map': 4294967295}}", gfns);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "trapped-unprotected-pages"), ==, 0);
+    qtest_writeb(qts, SCATTER_BASE << 12, 0x31);
+    g_assert_cmphex(qtest_readb(qts, SCATTER_BASE << 12), ==, 0x31);
     g_ptr_array_free(take_events(qts), true);
     qtest_quit(qts);
 }
@@ -1703,7 +1718,7 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/policies", test_policies);
     qtest_add_func("/spp/rate-limit", test_rate_limit);
     qtest_add_func("/spp/step", test_step);
-    qtest_add_func("/spp/step-grouped", test_step_grouped);
+    qtest_add_func("/spp/scattered", test_scattered);
     qtest_add_func("/spp/reset", test_reset);
     qtest_add_func("/spp/cmdline-errors", test_cmdline_errors);
     qtest_add_func("/spp/snapshot", test_snapshot);

@@ -197,7 +197,7 @@ static int kvm_spp_x86_pages(CPUState *cs, const SppX86Store *store,
         if (++i > SPP_STEP_MAX_PAGES) {
             return -1;
         }
-        if (gpa != -1 && spp_emulated_trapped(gpa >> SPP_PAGE_SHIFT)) {
+        if (gpa != -1 && spp_backend_trapped(gpa >> SPP_PAGE_SHIFT)) {
             /* in later pages the store starts at offset 0 */
             phases[n] = i == 1 ? store->addr % 8 : 0;
             gfns[n++] = gpa >> SPP_PAGE_SHIFT;

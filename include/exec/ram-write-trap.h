@@ -1,0 +1,92 @@
+/*
+ * Write traps on RAM
+ *
+ * A write trap takes pages of a RAM region off the direct write path:
+ * a write to a trapped page is not done straight into host memory but
+ * handed, as an I/O access of at most 8 bytes that never crosses a
+ * page, to the handler, which says which bytes may land.  Reads and
+ * instruction fetches stay direct, and the flat views do not change, so
+ * setting and clearing a trap costs no memory transaction.
+ *
+ * Traps cover the writes QEMU performs or emulates: TCG vCPU stores and
+ * every access through an address space (address_space_write/_map, the
+ * ld/st helpers, MemoryRegionCache, IOMMU targets), that is, DMA from
+ * emulated devices.  Debug accesses (gdbstub, monitor) are not trapped.
+ * KVM memslots are not changed: an accelerator that runs guest code
+ * natively must stop its own vCPUs' stores.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef EXEC_RAM_WRITE_TRAP_H
+#define EXEC_RAM_WRITE_TRAP_H
+
+#include "exec/memory.h"
+#include "exec/ramblock.h"
+#include "exec/target_page.h"
+#include "qemu/bitops.h"
+
+/*
+ * The handler judges a write of @size bytes (1 to 8, within one target
+ * page) at @offset of the RAM region @mr, made with @attrs.  It returns
+ * a mask of the bytes that may land: bit i for byte @offset + i.  It is
+ * called with the BQL held.
+ */
+typedef uint8_t MemoryWriteTrapFn(MemoryRegion *mr, hwaddr offset,
+                                  unsigned size, MemTxAttrs attrs);
+
+/* Install the handler (one per process; before any trap is set). */
+void memory_write_trap_set_handler(MemoryWriteTrapFn *fn);
+
+/*
+ * Trap (@trap true) or release the target pages that hold
+ * [@offset, @offset + @size) of the RAM region @mr.  Called with the
+ * BQL held.  Outside a batch, when it returns, no vCPU writes to a
+ * newly trapped page directly any more (except, when called from a vCPU
+ * thread, that vCPU until the end of its current translation block).
+ */
+void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
+                                  uint64_t size, bool trap);
+
+/*
+ * Batch trap changes: memory_region_set_write_trap() calls between
+ * these flush the vCPUs' TLBs once, in the outermost commit, which
+ * gives the guarantee above for all of them.  The commit waits for the
+ * vCPUs with the BQL dropped: the caller's state must be consistent
+ * by then.  Batches nest.
+ */
+void memory_write_trap_begin(void);
+void memory_write_trap_commit(void);
+
+/* Whether the target page holding @offset of RAM region @mr is trapped. */
+static inline bool memory_region_write_trapped(MemoryRegion *mr,
+                                               hwaddr offset)
+{
+    unsigned long *map = mr->ram_block ?
+        qatomic_read(&mr->ram_block->write_trap) : NULL;
+
+    return unlikely(map) && test_bit(offset >> qemu_target_page_bits(), map);
+}
+
+/* Number of trapped pages, over all RAM regions. */
+uint64_t memory_write_trap_count(void);
+
+/*
+ * For the memory core.  The section index of the write-trap region in
+ * every dispatch map; offsets in that region are ram_addr_t.
+ */
+#define MEMORY_WRITE_TRAP_SECTION 1
+MemoryRegion *memory_write_trap_region(void);
+
+/*
+ * For a write translated to @mr at *@xlat: when the page is trapped,
+ * return the write-trap region, with *@xlat turned into a ram_addr_t
+ * and *@plen clipped to the page; else return @mr, with *@plen clipped
+ * to the next trapped page.  Called from an RCU critical section.
+ */
+MemoryRegion *memory_write_trap_translate(MemoryRegion *mr, hwaddr *xlat,
+                                          hwaddr *plen);
+
+#endif

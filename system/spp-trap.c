@@ -1,0 +1,380 @@
+/*
+ * Sub-page write protection (SPP): the emulated backend on write traps
+ *
+ * When QEMU performs every guest write itself (TCG, and the qtest
+ * accelerator), a write trap (exec/ram-write-trap.h) on each protected
+ * page is all the enforcement there is to do: the memory core hands
+ * each write to a trapped page to spp_trap_write(), which lets the
+ * writable bytes land.  Only protected pages are trapped, whatever
+ * their number or pattern; the flat views never change; and changing a
+ * page's vector costs a hash lookup, plus a TLB flush under TCG when
+ * the page becomes trapped.
+ *
+ * Under KVM the vCPUs' own stores must be stopped by read-only
+ * memslots, which the flat view gives: there, the overlay backend in
+ * spp-emulated.c is used instead.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/main-loop.h"
+#include "qapi/error.h"
+#include "exec/address-spaces.h"
+#include "exec/ram-write-trap.h"
+#include "system/hostmem.h"
+#include "system/spp.h"
+#include "trace.h"
+
+/* A trapped page: protected guest page @gfn is @offset of RAM @mr. */
+typedef struct SppTrapPage {
+    uint64_t gfn;
+    MemoryRegion *mr;
+    hwaddr offset;
+} SppTrapPage;
+
+typedef struct SppTrapState {
+    GHashTable *by_gfn;     /* gfn -> SppTrapPage, owns the pages */
+    GHashTable *by_ram;     /* ram_addr_t page -> SppTrapPage */
+    GHashTable *rams;       /* RAM MemoryRegion -> its backend, referenced */
+    GArray *lifted;         /* gfns spp_trap_lift() released */
+    MemoryListener listener;
+    QEMUBH *unplug_bh;
+} SppTrapState;
+
+static SppTrapState spp_trap;
+
+static gsize spp_trap_ram_page(MemoryRegion *mr, hwaddr offset)
+{
+    return (memory_region_get_ram_addr(mr) + offset) >> SPP_PAGE_SHIFT;
+}
+
+static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
+                              MemTxAttrs attrs)
+{
+    SppTrapPage *p = g_hash_table_lookup(spp_trap.by_ram,
+                        GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
+    hwaddr gpa;
+    bool allowed[8];
+    uint8_t mask = 0;
+    unsigned i;
+
+    if (!p) {
+        return 0xff;
+    }
+    gpa = (p->gfn << SPP_PAGE_SHIFT) | (offset & (SPP_PAGE_SIZE - 1));
+    if (!spp_judge_write(gpa, size, attrs, allowed)) {
+        return 0xff;
+    }
+    for (i = 0; i < size; i++) {
+        mask |= allowed[i] << i;
+    }
+    return mask;
+}
+
+static void spp_trap_page_free(gpointer data)
+{
+    g_free(data);
+}
+
+/* A run of pages of one RAM region whose trap is to be set or cleared. */
+typedef struct SppTrapRun {
+    MemoryRegion *mr;
+    hwaddr offset;
+    uint64_t size;
+    bool trap;
+} SppTrapRun;
+
+static void spp_trap_run_flush(SppTrapRun *run)
+{
+    if (run->size) {
+        memory_region_set_write_trap(run->mr, run->offset, run->size,
+                                     run->trap);
+    }
+    run->size = 0;
+}
+
+static void spp_trap_run_add(SppTrapRun *run, MemoryRegion *mr, hwaddr offset,
+                             bool trap)
+{
+    if (run->size && (run->mr != mr || run->trap != trap ||
+                      run->offset + run->size != offset)) {
+        spp_trap_run_flush(run);
+    }
+    if (!run->size) {
+        *run = (SppTrapRun) { .mr = mr, .offset = offset, .trap = trap };
+    }
+    run->size += SPP_PAGE_SIZE;
+}
+
+static void spp_trap_forget(SppTrapPage *p, SppTrapRun *run)
+{
+    spp_trap_run_add(run, p->mr, p->offset, false);
+    g_hash_table_remove(spp_trap.by_ram,
+                        GSIZE_TO_POINTER(spp_trap_ram_page(p->mr, p->offset)));
+    g_hash_table_remove(spp_trap.by_gfn, &p->gfn);
+}
+
+/* Make page @gfn, which is @offset of RAM @mr, trapped iff protected. */
+static void spp_trap_sync(uint64_t gfn, MemoryRegion *mr, hwaddr offset,
+                          SppTrapRun *run)
+{
+    bool want = spp_get_vector(gfn) != SPP_WP_ALL;
+    SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfn);
+
+    if (p && (!want || p->mr != mr || p->offset != offset)) {
+        spp_trap_forget(p, run);
+        p = NULL;
+    }
+    if (!want || p) {
+        return;
+    }
+    p = g_new(SppTrapPage, 1);
+    *p = (SppTrapPage) { .gfn = gfn, .mr = mr, .offset = offset };
+    g_hash_table_insert(spp_trap.by_gfn, &p->gfn, p);
+    g_hash_table_insert(spp_trap.by_ram,
+                        GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)), p);
+    if (!g_hash_table_contains(spp_trap.rams, mr)) {
+        /* Keep the RAMBlock while pages of it are listed. */
+        object_ref(mr->owner);
+        g_hash_table_insert(spp_trap.rams, mr, mr->owner);
+    }
+    spp_trap_run_add(run, mr, offset, true);
+}
+
+/* Walk [gfn, gfn + npages) section by section and sync every page. */
+static void spp_trap_sync_range(uint64_t gfn, uint64_t npages,
+                                SppTrapRun *run)
+{
+    while (npages) {
+        hwaddr addr = gfn << SPP_PAGE_SHIFT;
+        uint64_t n = MIN(npages, SPP_FIND_MAX_PAGES);
+        MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
+                                                   n << SPP_PAGE_SHIFT);
+        uint64_t i;
+
+        if (s.mr && s.offset_within_address_space == addr &&
+            memory_region_is_ram(s.mr)) {
+            n = MIN(n, int128_get64(s.size) >> SPP_PAGE_SHIFT);
+            for (i = 0; i < n; i++) {
+                spp_trap_sync(gfn + i, s.mr, s.offset_within_region +
+                              (i << SPP_PAGE_SHIFT), run);
+            }
+        } else {
+            /* Not RAM (any more): nothing to trap there. */
+            SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfn);
+
+            n = 1;
+            if (p) {
+                spp_trap_forget(p, run);
+            }
+        }
+        if (s.mr) {
+            memory_region_unref(s.mr);
+        }
+        gfn += n;
+        npages -= n;
+    }
+}
+
+/*
+ * RAM that left the address space (an unplugged DIMM) loses its
+ * protection: clear the vectors of its pages, then let it go.
+ */
+static void spp_trap_unplug_check(void *opaque)
+{
+    GHashTableIter it;
+    MemoryRegion *mr;
+    Object *owner;
+    g_autoptr(GArray) gone = g_array_new(false, false, sizeof(SppRange));
+    SppTrapPage *p;
+
+    g_hash_table_iter_init(&it, spp_trap.rams);
+    while (g_hash_table_iter_next(&it, (gpointer *)&mr, (gpointer *)&owner)) {
+        if (object_dynamic_cast(owner, TYPE_MEMORY_BACKEND) &&
+            !host_memory_backend_is_mapped(MEMORY_BACKEND(owner))) {
+            GHashTableIter pit;
+
+            g_hash_table_iter_init(&pit, spp_trap.by_gfn);
+            while (g_hash_table_iter_next(&pit, NULL, (gpointer *)&p)) {
+                if (p->mr == mr) {
+                    SppRange r = { .gfn = p->gfn, .npages = 1,
+                                   .wp = SPP_WP_ALL };
+
+                    trace_spp_unplugged(memory_region_name(mr), p->gfn, 1);
+                    g_array_append_val(gone, r);
+                }
+            }
+        }
+    }
+    if (gone->len) {
+        spp_forget_ranges(&g_array_index(gone, SppRange, 0), gone->len);
+    }
+}
+
+static void spp_trap_listener_commit(MemoryListener *listener)
+{
+    qemu_bh_schedule(spp_trap.unplug_bh);
+}
+
+/* Release the RAM regions no trapped page refers to any more. */
+static void spp_trap_release_rams(void)
+{
+    GHashTableIter it;
+    MemoryRegion *mr;
+    Object *owner;
+    g_autoptr(GHashTable) used = g_hash_table_new(NULL, NULL);
+    SppTrapPage *p;
+
+    g_hash_table_iter_init(&it, spp_trap.by_gfn);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p)) {
+        g_hash_table_add(used, p->mr);
+    }
+    g_hash_table_iter_init(&it, spp_trap.rams);
+    while (g_hash_table_iter_next(&it, (gpointer *)&mr, (gpointer *)&owner)) {
+        if (!g_hash_table_contains(used, mr)) {
+            g_hash_table_iter_remove(&it);
+            object_unref(owner);
+        }
+    }
+}
+
+static void spp_trap_init(void)
+{
+    if (spp_trap.by_gfn) {
+        return;
+    }
+    assert(qemu_target_page_bits() == SPP_PAGE_SHIFT);
+    memory_write_trap_set_handler(spp_trap_write);
+    spp_trap.by_gfn = g_hash_table_new_full(g_int64_hash, g_int64_equal,
+                                            NULL, spp_trap_page_free);
+    spp_trap.by_ram = g_hash_table_new(NULL, NULL);
+    spp_trap.rams = g_hash_table_new(NULL, NULL);
+    spp_trap.lifted = g_array_new(false, false, sizeof(uint64_t));
+    spp_trap.unplug_bh = qemu_bh_new(spp_trap_unplug_check, NULL);
+    spp_trap.listener = (MemoryListener) {
+        .name = "spp-trap",
+        .commit = spp_trap_listener_commit,
+        .priority = MEMORY_LISTENER_PRIORITY_MIN,
+    };
+    memory_listener_register(&spp_trap.listener, &address_space_memory);
+}
+
+static bool spp_trap_update(const SppRange *r, size_t n, const uint32_t *old,
+                            Error **errp)
+{
+    SppTrapRun run = { 0 };
+    bool dropped = false;
+    size_t i;
+
+    spp_trap_init();
+    memory_write_trap_begin();
+    for (i = 0; i < n; i++) {
+        uint64_t before = g_hash_table_size(spp_trap.by_gfn);
+
+        spp_trap_sync_range(r[i].gfn, r[i].npages, &run);
+        dropped |= g_hash_table_size(spp_trap.by_gfn) < before;
+    }
+    spp_trap_run_flush(&run);
+    if (dropped) {
+        spp_trap_release_rams();
+    }
+    /* Last: it may let vCPUs run, and judge writes, meanwhile. */
+    memory_write_trap_commit();
+    return true;
+}
+
+static gint spp_trap_gfn_cmp(gconstpointer a, gconstpointer b)
+{
+    uint64_t x = **(uint64_t * const *)a, y = **(uint64_t * const *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Runs of consecutive trapped pages. */
+static uint64_t spp_trap_regions(void)
+{
+    g_autoptr(GPtrArray) gfns = g_ptr_array_new();
+    GHashTableIter it;
+    SppTrapPage *p;
+    uint64_t runs = 0;
+    guint i;
+
+    if (!spp_trap.by_gfn) {
+        return 0;
+    }
+    g_hash_table_iter_init(&it, spp_trap.by_gfn);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p)) {
+        if (memory_region_write_trapped(p->mr, p->offset)) {
+            g_ptr_array_add(gfns, &p->gfn);
+        }
+    }
+    g_ptr_array_sort(gfns, spp_trap_gfn_cmp);
+    for (i = 0; i < gfns->len; i++) {
+        uint64_t gfn = *(uint64_t *)g_ptr_array_index(gfns, i);
+
+        if (!i || *(uint64_t *)g_ptr_array_index(gfns, i - 1) + 1 != gfn) {
+            runs++;
+        }
+    }
+    return runs;
+}
+
+static uint64_t spp_trap_trapped_unprotected(void)
+{
+    uint64_t listed = spp_trap.by_gfn ? g_hash_table_size(spp_trap.by_gfn)
+                                      : 0;
+
+    /* Every listed page is protected; count what else is trapped. */
+    return memory_write_trap_count() - listed;
+}
+
+static bool spp_trap_trapped(uint64_t gfn)
+{
+    SppTrapPage *p = spp_trap.by_gfn ?
+        g_hash_table_lookup(spp_trap.by_gfn, &gfn) : NULL;
+
+    return p && memory_region_write_trapped(p->mr, p->offset);
+}
+
+static void spp_trap_lift(const uint64_t *gfns, size_t n)
+{
+    SppTrapRun run = { 0 };
+    guint i;
+
+    if (!spp_trap.by_gfn) {
+        return;
+    }
+    memory_write_trap_begin();
+    for (i = 0; i < spp_trap.lifted->len; i++) {
+        uint64_t gfn = g_array_index(spp_trap.lifted, uint64_t, i);
+        SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfn);
+
+        if (p) {
+            memory_region_set_write_trap(p->mr, p->offset, SPP_PAGE_SIZE,
+                                         true);
+        }
+    }
+    g_array_set_size(spp_trap.lifted, 0);
+    for (i = 0; i < n; i++) {
+        SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfns[i]);
+
+        if (p) {
+            spp_trap_run_add(&run, p->mr, p->offset, false);
+            spp_trap_run_flush(&run);
+            g_array_append_val(spp_trap.lifted, gfns[i]);
+        }
+    }
+    memory_write_trap_commit();
+}
+
+const SppBackendOps spp_trap_ops = {
+    .kind = SPP_BACKEND_EMULATED,
+    .update = spp_trap_update,
+    .regions = spp_trap_regions,
+    .trapped_unprotected = spp_trap_trapped_unprotected,
+    .trapped = spp_trap_trapped,
+    .lift = spp_trap_lift,
+};
