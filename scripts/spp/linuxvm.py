@@ -130,7 +130,10 @@ class LinuxVm:
     """The stock kernel under @accel; .qmp, .sh(), .kallsyms."""
 
     def __init__(self, qemu, accel='tcg', kaslr=True, mem='1G', smp=2,
-                 extra=(), kernel=None, initrd=None):
+                 extra=(), kernel=None, initrd=None, append='',
+                 before_boot=None):
+        """@before_boot(qmp), when given, runs on the paused VM before the
+        guest starts; boot_time then counts from the start of the guest."""
         self.smp = smp
         self.tools = []
         if kernel:
@@ -146,8 +149,9 @@ class LinuxVm:
         self.console = os.path.join(self.tmp, 'console.log')
         with open(self.side, 'wb') as f:
             f.truncate(SIDE_DISK_SIZE)
+        self.before_boot = before_boot
         append = 'console=ttyS0 panic=-1 earlyprintk=serial,ttyS0' + (
-            '' if kaslr else ' nokaslr')
+            '' if kaslr else ' nokaslr') + (' ' + append if append else '')
         args = [qemu, '-machine', 'q35', '-accel', accel, '-m', mem,
                 '-smp', str(smp), '-display', 'none', '-nodefaults',
                 '-no-reboot', '-kernel', kernel, '-initrd', initrd,
@@ -160,6 +164,8 @@ class LinuxVm:
                 *extra]
         if accel == 'kvm':
             args += ['-cpu', 'host']
+        if before_boot:
+            args.append('-S')
         self.start = time.monotonic()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         try:
@@ -180,6 +186,10 @@ class LinuxVm:
             time.sleep(0.025)
         self.qmp = QEMUMonitorProtocol(self.qmp_path)
         self.qmp.connect()
+        if self.before_boot:
+            self.before_boot(self.qmp)
+            self.start = time.monotonic()
+            self.qmp.cmd('cont')
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(shell)
         self.buf = b''
