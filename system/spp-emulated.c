@@ -74,7 +74,7 @@ static GPtrArray *spp_overlays_by_offset;
 
 static const MemoryRegionOps spp_shadow_ops;
 
-MemoryRegion *spp_emulated_ram_of(MemoryRegion *mr)
+static MemoryRegion *spp_emulated_ram_of(MemoryRegion *mr)
 {
     if (mr && mr->ops == &spp_shadow_ops) {
         return ((SppShadow *)mr->opaque)->ram;
@@ -752,4 +752,5 @@ const SppBackendOps spp_emulated_ops = {
     .trapped_unprotected = spp_emulated_trapped_unprotected,
     .trapped = spp_emulated_trapped,
     .lift = spp_emulated_lift,
+    .ram_of = spp_emulated_ram_of,
 };

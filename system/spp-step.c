@@ -60,7 +60,7 @@ static MemoryRegion *spp_step_ram(uint64_t gfn, hwaddr *offset)
     if (!sec.mr) {
         return NULL;
     }
-    ram = spp_emulated_ram_of(sec.mr);
+    ram = spp_ram_of(sec.mr);
     if (!memory_region_is_ram(ram) || memory_region_is_ram_device(ram) ||
         int128_get64(sec.size) < SPP_PAGE_SIZE) {
         memory_region_unref(sec.mr);

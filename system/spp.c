@@ -104,6 +104,12 @@ void spp_set_backend(const SppBackendOps *ops, const char *reason)
     spp.reason = reason;
 }
 
+MemoryRegion *spp_ram_of(MemoryRegion *mr)
+{
+    spp_init_once();
+    return spp.ops->ram_of ? spp.ops->ram_of(mr) : mr;
+}
+
 bool spp_backend_trapped(uint64_t gfn)
 {
     spp_init_once();
@@ -220,7 +226,7 @@ GArray *spp_protected_runs(void)
 /* Pages that may be protected: guest RAM from a memory backend. */
 static bool spp_section_is_guest_ram(MemoryRegionSection *s)
 {
-    MemoryRegion *mr = spp_emulated_ram_of(s->mr);
+    MemoryRegion *mr = spp_ram_of(s->mr);
 
     return memory_region_is_ram(mr) && !memory_region_is_ram_device(mr) &&
            !memory_region_is_rom(mr) && !mr->readonly &&
