@@ -24,12 +24,11 @@
  */
 
 #include "qemu/osdep.h"
-#include "qemu/cutils.h"
-#include "qemu/module.h"
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
 #include "system/kvm.h"
-#include "system/qtest.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-spp.h"
 #include "system/runstate.h"
 #include "system/spp.h"
 #include "system/tcg.h"
@@ -161,59 +160,45 @@ unsigned spp_step_end(SppStep *step, MemTxAttrs attrs)
 }
 
 /*
- * qtest: "spp-step begin GFN..." lifts pages as a vCPU's step does and
- * answers how many were lifted; "spp-step end" judges what changed
- * meanwhile, as a device write, and answers the violations.  Lets tests
- * drive this file with the memory core while no vCPU runs.
+ * x-spp-step: the step fallback without a vCPU, for tests.  With gfns,
+ * begin a step and answer how many pages were lifted; without, judge
+ * what changed meanwhile as a device write and answer the violations.
  */
-static SppStep *spp_qtest_step;
+static SppStep *spp_qmp_step;
 
-static bool spp_step_qtest(CharBackend *chr, gchar **words)
+SppStepResult *qmp_x_spp_step(bool has_gfns, uint64List *gfns, Error **errp)
 {
-    uint64_t gfns[SPP_STEP_MAX_PAGES];
+    SppStepResult *res;
+    uint64_t pages[SPP_STEP_MAX_PAGES];
     size_t n = 0;
 
-    if (strcmp(words[0], "spp-step") != 0) {
-        return false;
-    }
-    if (!g_strcmp0(words[1], "end") && !words[2]) {
-        if (!spp_qtest_step) {
-            qtest_sendf(chr, "FAIL no step in progress\n");
-            return true;
+    if (!has_gfns) {
+        if (!spp_qmp_step) {
+            error_setg(errp, "no step in progress");
+            return NULL;
         }
-        qtest_sendf(chr, "OK %u\n",
-                    spp_step_end(spp_qtest_step, MEMTXATTRS_UNSPECIFIED));
-        spp_qtest_step = NULL;
-        return true;
+        res = g_new0(SppStepResult, 1);
+        res->count = spp_step_end(spp_qmp_step, MEMTXATTRS_UNSPECIFIED);
+        spp_qmp_step = NULL;
+        return res;
     }
-    if (g_strcmp0(words[1], "begin") != 0 || !words[2]) {
-        qtest_sendf(chr, "FAIL usage: spp-step begin GFN... | spp-step end\n");
-        return true;
-    }
-    if (spp_qtest_step) {
-        qtest_sendf(chr, "FAIL a step is in progress\n");
-        return true;
+    if (spp_qmp_step) {
+        error_setg(errp, "a step is in progress");
+        return NULL;
     }
     if ((tcg_enabled() || kvm_enabled()) && runstate_is_running()) {
-        qtest_sendf(chr, "FAIL stop the vCPUs first\n");
-        return true;
+        error_setg(errp, "stop the vCPUs first");
+        return NULL;
     }
-    for (n = 0; words[n + 2]; n++) {
-        if (n == SPP_STEP_MAX_PAGES ||
-            qemu_strtou64(words[n + 2], NULL, 0, &gfns[n])) {
-            qtest_sendf(chr, "FAIL at most %d page numbers\n",
-                        SPP_STEP_MAX_PAGES);
-            return true;
+    for (; gfns; gfns = gfns->next) {
+        if (n == SPP_STEP_MAX_PAGES) {
+            error_setg(errp, "at most %d page numbers", SPP_STEP_MAX_PAGES);
+            return NULL;
         }
+        pages[n++] = gfns->value;
     }
-    spp_qtest_step = spp_step_begin(gfns, NULL, n);
-    qtest_sendf(chr, "OK %zu\n", spp_qtest_step ? spp_qtest_step->n : 0);
-    return true;
+    spp_qmp_step = spp_step_begin(pages, NULL, n);
+    res = g_new0(SppStepResult, 1);
+    res->count = spp_qmp_step ? spp_qmp_step->n : 0;
+    return res;
 }
-
-static void spp_step_register(void)
-{
-    qtest_set_command_cb(spp_step_qtest);
-}
-
-type_init(spp_step_register)

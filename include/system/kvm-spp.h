@@ -2,7 +2,7 @@
  * Sub-page write protection (SPP): the KVM (hardware) backend
  *
  * The kernel interface is the never-merged v12 (2020) KVM SPP ABI; see
- * linux-headers/linux/kvm.h.  The logic that talks to the kernel goes
+ * system/kvm-spp-uapi.h.  The logic that talks to the kernel goes
  * through KvmSppKernel so it can be tested against a simulation.
  *
  * Copyright (c) 2026 The QEMU SPP fork developers
@@ -14,11 +14,12 @@
 #define SYSTEM_KVM_SPP_H
 
 #include "qapi/qapi-types-spp.h"
+#include "system/kvm-spp-uapi.h"
 
 /* v12 numbers (out of tree; they collide with upstream ones). */
-#define KVM_SPP_CAP             182     /* upstream: KVM_CAP_HALT_POLL */
-#define KVM_SPP_MAX_PAGES       512     /* KVM_SUBPAGE_MAX_PAGES */
-#define KVM_SPP_EXIT            29      /* upstream: KVM_EXIT_X86_RDMSR */
+#define KVM_SPP_CAP             KVM_CAP_X86_SPP
+#define KVM_SPP_MAX_PAGES       KVM_SUBPAGE_MAX_PAGES
+#define KVM_SPP_EXIT            KVM_EXIT_SPP
 
 /* The kernel side, as seen by the backend's logic. */
 typedef struct KvmSppKernel {

@@ -419,15 +419,33 @@ static void test_policies(void)
     qtest_quit(qts);
 }
 
-/* The qtest side of the step fallback ("spp-step begin|end"). */
+/* The step fallback through x-spp-step: "begin GFN..." or "end". */
 static unsigned step_cmd(QTestState *qts, const char *args)
 {
-    gchar **words = qtest_command(qts, "spp-step %s", args);
-    unsigned long v;
+    g_auto(GStrv) words = g_strsplit(args, " ", 0);
+    QList *gfns = qlist_new();
+    QDict *rsp;
+    unsigned v;
+    int i;
 
-    g_assert(words[1]);
-    g_assert_cmpint(qemu_strtoul(words[1], NULL, 0, &v), ==, 0);
-    g_strfreev(words);
+    if (!strcmp(words[0], "end")) {
+        qobject_unref(gfns);
+        rsp = qtest_qmp_assert_success_ref(qts,
+                                           "{'execute': 'x-spp-step'}");
+    } else {
+        g_assert_cmpstr(words[0], ==, "begin");
+        for (i = 1; words[i]; i++) {
+            uint64_t gfn;
+
+            g_assert_cmpint(qemu_strtou64(words[i], NULL, 0, &gfn), ==, 0);
+            qlist_append_int(gfns, gfn);
+        }
+        rsp = qtest_qmp_assert_success_ref(qts, "{'execute': 'x-spp-step', "
+                                           "'arguments': {'gfns': %p}}",
+                                           gfns);
+    }
+    v = qdict_get_int(rsp, "count");
+    qobject_unref(rsp);
     return v;
 }
 

@@ -25,9 +25,8 @@ QEMU_BUILD_BUG_ON(sizeof(struct kvm_subpage) != 16);
 QEMU_BUILD_BUG_ON(offsetof(struct kvm_subpage, npages) != 8);
 QEMU_BUILD_BUG_ON(offsetof(struct kvm_subpage, flags) != 12);
 QEMU_BUILD_BUG_ON(offsetof(struct kvm_subpage, access_map) != 16);
-QEMU_BUILD_BUG_ON(KVM_CAP_X86_SPP != KVM_SPP_CAP);
-QEMU_BUILD_BUG_ON(KVM_SUBPAGE_MAX_PAGES != KVM_SPP_MAX_PAGES);
-QEMU_BUILD_BUG_ON(KVM_EXIT_SPP != KVM_SPP_EXIT);
+QEMU_BUILD_BUG_ON(offsetof(struct kvm_run, hw) !=
+                  offsetof(struct kvm_run, mmio));
 
 typedef struct SimKernel {
     int ext182;             /* KVM_CHECK_EXTENSION(182) answer */

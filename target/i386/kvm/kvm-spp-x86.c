@@ -98,21 +98,21 @@ bool kvm_spp_x86_handle_exit(CPUState *cs, struct kvm_run *run, int *ret)
     }
 
     bql_lock();
-    gpa = kvm_spp_exit_gpa(run->spp.addr, spp_get_vector);
+    gpa = kvm_spp_exit_gpa(kvm_spp_exit_info(run)->addr, spp_get_vector);
     if (gpa == KVM_SPP_BAD_ADDR) {
         bql_unlock();
         error_report("KVM_EXIT_SPP for 0x%" PRIx64 ", which is not a page "
-                     "QEMU protected", (uint64_t)run->spp.addr);
+                     "QEMU protected", (uint64_t)kvm_spp_exit_info(run)->addr);
         *ret = -1;
         return true;
     }
     policy = spp_get_policy();
     step->wp = spp_get_vector(gpa >> 12);
     spp_judge_write(gpa, 1, cpu_get_mem_attrs(&cpu->env), &allowed);
-    kvm_spp_exit_action(policy, run->spp.insn_len, &act);
+    kvm_spp_exit_action(policy, kvm_spp_exit_info(run)->insn_len, &act);
     if (act.skip) {
         cpu_synchronize_state(cs);
-        cpu->env.eip += run->spp.insn_len;
+        cpu->env.eip += kvm_spp_exit_info(run)->insn_len;
     }
     if (act.stop && policy != SPP_POLICY_PAUSE) {
         error_report("KVM_EXIT_SPP at 0x%" PRIx64 " without an instruction "
