@@ -7,7 +7,7 @@
  */
 
 #include "qemu/osdep.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 
 unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
                        uint32_t wp, unsigned phase, SppDiffFn *fn,

@@ -37,7 +37,7 @@
 #include "hw/core/cpu.h"
 #include "exec/memory.h"
 #include "system/hostmem.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 #include "trace.h"
 
 /* Most overlays (so at most ~2x as many extra dispatch sections). */
@@ -137,8 +137,8 @@ static MemTxResult spp_shadow_write(void *opaque, hwaddr addr, uint64_t data,
     SppShadow *sh = opaque;
     uint8_t *host = (uint8_t *)memory_region_get_ram_ptr(sh->ram) + addr;
     SppOverlay *ov = spp_overlay_by_offset(sh, addr);
-    uint8_t bytes[8];
-    bool allowed[8];
+    uint8_t bytes[SPP_MAX_ACCESS];
+    bool allowed[SPP_MAX_ACCESS];
     unsigned i;
 
     assert(size <= sizeof(bytes));

@@ -30,7 +30,7 @@
 #include "qapi/error.h"
 #include "qapi/qapi-commands-spp.h"
 #include "system/runstate.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 #include "system/tcg.h"
 #include "trace.h"
 
@@ -119,7 +119,7 @@ static void spp_step_judge(unsigned offset, unsigned len, void *opaque)
 {
     SppStepJudge *j = opaque;
     SppStepPage *p = j->page;
-    bool allowed[8];
+    bool allowed[SPP_MAX_ACCESS];
     unsigned i;
 
     /* Under "unprotect" an earlier word may have opened the sub-page. */

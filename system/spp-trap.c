@@ -21,11 +21,12 @@
 
 #include "qemu/osdep.h"
 #include "qemu/main-loop.h"
+#include "qemu/module.h"
 #include "qapi/error.h"
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
 #include "system/hostmem.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 #include "trace.h"
 
 /* A trapped page: protected guest page @gfn is @offset of RAM @mr. */
@@ -57,7 +58,7 @@ static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
     SppTrapPage *p = g_hash_table_lookup(spp_trap.by_ram,
                         GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
     hwaddr gpa;
-    bool allowed[8];
+    bool allowed[SPP_MAX_ACCESS];
     uint8_t mask = 0;
     unsigned i;
 
@@ -378,3 +379,12 @@ const SppBackendOps spp_trap_ops = {
     .trapped = spp_trap_trapped,
     .lift = spp_trap_lift,
 };
+
+/* The default backend; KVM installs its own when it starts. */
+static void spp_trap_register(void)
+{
+    spp_set_backend(&spp_trap_ops, "QEMU enforces sub-page protection "
+                    "itself");
+}
+
+type_init(spp_trap_register)

@@ -21,24 +21,21 @@
 #include "qapi/error.h"
 #include "qapi/qapi-commands-spp.h"
 #include "qapi/qapi-events-spp.h"
-#include "qobject/qdict.h"
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
 #include "hw/core/cpu.h"
-#include "monitor/hmp.h"
-#include "monitor/monitor.h"
 #include "system/hostmem.h"
 #include "system/runstate.h"
 #include "system/system.h"
+#include "system/qtest.h"
 #include "system/tcg.h"
 #include "migration/vmstate.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 #include "trace.h"
 
 /* Vectors are kept in chunks of 64 pages (256 KiB of guest memory). */
 #define SPP_CHUNK_SHIFT 6
 #define SPP_CHUNK_PAGES (1U << SPP_CHUNK_SHIFT)
-#define SPP_GFN_LIMIT   (1ULL << (64 - SPP_PAGE_SHIFT))
 
 #define SPP_DEFAULT_EVENT_RATE 100
 
@@ -85,18 +82,6 @@ static gint spp_key_cmp(gconstpointer a, gconstpointer b, gpointer unused)
     return x < y ? -1 : x > y;
 }
 
-static void spp_init_once(void)
-{
-    if (spp.chunks) {
-        return;
-    }
-    spp.chunks = g_tree_new_full(spp_key_cmp, NULL, NULL, g_free);
-    if (!spp.ops) {
-        spp.ops = &spp_trap_ops;
-        spp.reason = "QEMU enforces sub-page protection itself";
-    }
-}
-
 void spp_set_backend(const SppBackendOps *ops, const char *reason)
 {
     assert(!spp.nprot);
@@ -106,19 +91,16 @@ void spp_set_backend(const SppBackendOps *ops, const char *reason)
 
 MemoryRegion *spp_ram_of(MemoryRegion *mr)
 {
-    spp_init_once();
     return spp.ops->ram_of ? spp.ops->ram_of(mr) : mr;
 }
 
 bool spp_backend_trapped(uint64_t gfn)
 {
-    spp_init_once();
     return spp.ops->trapped && spp.ops->trapped(gfn);
 }
 
 void spp_backend_lift(const uint64_t *gfns, size_t n)
 {
-    spp_init_once();
     if (spp.ops->lift) {
         spp.ops->lift(gfns, n);
     }
@@ -134,7 +116,6 @@ static SppChunk *spp_chunk(uint64_t gfn, bool create)
     gpointer key = GSIZE_TO_POINTER(gfn >> SPP_CHUNK_SHIFT);
     SppChunk *c;
 
-    spp_init_once();
     c = g_tree_lookup(spp.chunks, key);
     if (!c && create) {
         c = g_new(SppChunk, 1);
@@ -143,6 +124,11 @@ static SppChunk *spp_chunk(uint64_t gfn, bool create)
         g_tree_insert(spp.chunks, key, c);
     }
     return c;
+}
+
+uint64_t spp_protected_pages(void)
+{
+    return spp.nprot;
 }
 
 uint32_t spp_get_vector(uint64_t gfn)
@@ -286,7 +272,6 @@ static bool spp_apply_ranges(const SppRange *r, size_t n, Error **errp)
     uint64_t total = 0, i, k;
     size_t j;
 
-    spp_init_once();
     for (j = 0; j < n; j++) {
         total += r[j].npages;
     }
@@ -342,7 +327,9 @@ void spp_forget_ranges(const SppRange *r, size_t n)
 static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
                            bool from_cpu, int cpu_index, SppPolicy action)
 {
-    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    /* As monitor_qapi_event_init(): the virtual clock under qtest. */
+    int64_t now = qemu_clock_get_ns(qtest_enabled() ? QEMU_CLOCK_VIRTUAL :
+                                    QEMU_CLOCK_REALTIME);
 
     if (now - spp.window_start >= NANOSECONDS_PER_SECOND) {
         spp.window_start = now;
@@ -356,8 +343,7 @@ static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
     spp.window_events++;
     spp.events_sent++;
     qapi_event_send_spp_violation(gpa, blocked_gpa >> SPP_PAGE_SHIFT,
-                                  (blocked_gpa & (SPP_PAGE_SIZE - 1)) >>
-                                  SPP_SUBPAGE_SHIFT,
+                                  spp_subpage_of(blocked_gpa),
                                   size,
                                   from_cpu ? SPP_SOURCE_CPU : SPP_SOURCE_DEVICE,
                                   from_cpu, cpu_index, action,
@@ -403,9 +389,10 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
     uint32_t vec = SPP_WP_ALL;
     bool counted;
 
+    assert(size >= 1 && size <= SPP_MAX_ACCESS);
     for (i = 0; i < size; i++) {
         hwaddr a = gpa + i;
-        unsigned sub = (a & (SPP_PAGE_SIZE - 1)) >> SPP_SUBPAGE_SHIFT;
+        unsigned sub = spp_subpage_of(a);
 
         if (a >> SPP_PAGE_SHIFT != gfn) {
             gfn = a >> SPP_PAGE_SHIFT;
@@ -453,7 +440,7 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
         for (i = 0; i < size; i++) {
             hwaddr a = gpa + i;
             uint64_t page = a >> SPP_PAGE_SHIFT;
-            unsigned sub = (a & (SPP_PAGE_SIZE - 1)) >> SPP_SUBPAGE_SHIFT;
+            unsigned sub = spp_subpage_of(a);
             uint32_t wp = spp_get_vector(page);
 
             if (!allowed[i] && !((wp >> sub) & 1)) {
@@ -564,7 +551,6 @@ SppInfo *qmp_query_spp(Error **errp)
 {
     SppInfo *info = g_new0(SppInfo, 1);
 
-    spp_init_once();
     info->backend = spp.ops->kind;
     info->backend_reason = g_strdup(spp.reason);
     info->policy = spp.policy;
@@ -590,103 +576,6 @@ void qmp_set_spp_policy(SppPolicy policy, bool has_event_rate,
         spp.event_rate = event_rate;
     }
     trace_spp_policy(SppPolicy_str(policy), spp.event_rate);
-}
-
-/* HMP: thin wrappers over the QMP commands. */
-
-void hmp_set_subpage(Monitor *mon, const QDict *qdict)
-{
-    Error *err = NULL;
-    int64_t wp_map = qdict_get_int(qdict, "wp_map");
-
-    if (wp_map < 0 || wp_map > UINT32_MAX) {
-        error_setg(&err, "wp_map must be a 32-bit value (0 to 0xffffffff)");
-    } else {
-        qmp_set_subpage(qdict_get_int(qdict, "base_gfn"),
-                        qdict_get_int(qdict, "npages"), wp_map, &err);
-    }
-    hmp_handle_error(mon, err);
-}
-
-void hmp_get_subpage(Monitor *mon, const QDict *qdict)
-{
-    Error *err = NULL;
-
-    qmp_get_subpage(qdict_get_int(qdict, "base_gfn"),
-                    qdict_get_int(qdict, "npages"),
-                    qdict_get_str(qdict, "filename"), &err);
-    hmp_handle_error(mon, err);
-}
-
-void hmp_info_subpage(Monitor *mon, const QDict *qdict)
-{
-    Error *err = NULL;
-    SubpageInfoList *list, *l;
-
-    list = qmp_query_subpage(qdict_get_int(qdict, "base_gfn"),
-                             qdict_get_int(qdict, "npages"), &err);
-    if (hmp_handle_error(mon, err)) {
-        return;
-    }
-    monitor_printf(mon, "%-18s %-10s %s\n", "gfn", "wp_map",
-                   "sub-pages 0..31 (w = writable, - = protected)");
-    for (l = list; l; l = l->next) {
-        char map[SPP_SUBPAGES + 1];
-        unsigned i;
-
-        for (i = 0; i < SPP_SUBPAGES; i++) {
-            map[i] = (l->value->wp_map >> i) & 1 ? 'w' : '-';
-        }
-        map[SPP_SUBPAGES] = '\0';
-        monitor_printf(mon, "0x%016" PRIx64 " 0x%08" PRIx32 " %s\n",
-                       l->value->gfn, l->value->wp_map, map);
-    }
-    qapi_free_SubpageInfoList(list);
-}
-
-void hmp_info_spp(Monitor *mon, const QDict *qdict)
-{
-    SppInfo *info = qmp_query_spp(&error_abort);
-
-    monitor_printf(mon, "backend: %s (%s)\n", SppBackend_str(info->backend),
-                   info->backend_reason);
-    monitor_printf(mon, "policy: %s\n", SppPolicy_str(info->policy));
-    monitor_printf(mon, "event rate limit: %" PRIu32 " per second%s\n",
-                   info->event_rate, info->event_rate ? "" : " (unlimited)");
-    monitor_printf(mon, "protected pages: %" PRIu64 "\n",
-                   info->protected_pages);
-    monitor_printf(mon, "backend regions: %" PRIu64 "\n", info->regions);
-    monitor_printf(mon, "unprotected pages trapped: %" PRIu64 "\n",
-                   info->trapped_unprotected_pages);
-    monitor_printf(mon, "violations: %" PRIu64 " (cpu %" PRIu64
-                   ", device %" PRIu64 ")\n", info->violations,
-                   info->violations_cpu, info->violations_device);
-    monitor_printf(mon, "bytes blocked: %" PRIu64 "\n", info->bytes_blocked);
-    monitor_printf(mon, "events: %" PRIu64 " sent, %" PRIu64 " suppressed\n",
-                   info->events_sent, info->events_suppressed);
-    qapi_free_SppInfo(info);
-}
-
-void hmp_spp_policy(Monitor *mon, const QDict *qdict)
-{
-    Error *err = NULL;
-    const char *name = qdict_get_str(qdict, "policy");
-    bool has_rate = qdict_haskey(qdict, "event_rate");
-    int policy = qapi_enum_parse(&SppPolicy_lookup, name, -1, &err);
-
-    if (policy < 0) {
-        hmp_handle_error(mon, err);
-        return;
-    }
-    if (has_rate && (qdict_get_int(qdict, "event_rate") < 0 ||
-                     qdict_get_int(qdict, "event_rate") > UINT32_MAX)) {
-        monitor_printf(mon, "Error: event_rate must be 0..%u\n", UINT32_MAX);
-        return;
-    }
-    qmp_set_spp_policy(policy, has_rate,
-                       has_rate ? qdict_get_int(qdict, "event_rate") : 0,
-                       &err);
-    hmp_handle_error(mon, err);
 }
 
 /* Command line: -spp policy=block|unprotect|report|pause,event-rate=N */
@@ -841,9 +730,12 @@ static const VMStateDescription vmstate_spp = {
     },
 };
 
+/*
+ * Like migration/global_state.c, this is machine-wide state with no
+ * device to own it: registered once the machine exists.
+ */
 static void spp_machine_done(Notifier *n, void *unused)
 {
-    spp_init_once();
     vmstate_register(NULL, 0, &vmstate_spp, &spp);
 }
 
@@ -851,8 +743,10 @@ static Notifier spp_machine_done_notifier = {
     .notify = spp_machine_done,
 };
 
+/* The state exists from start-up; a backend installs itself then too. */
 static void spp_register(void)
 {
+    spp.chunks = g_tree_new_full(spp_key_cmp, NULL, NULL, g_free);
     qemu_add_machine_init_done_notifier(&spp_machine_done_notifier);
 }
 type_init(spp_register)

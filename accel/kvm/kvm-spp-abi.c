@@ -14,16 +14,14 @@
 #include <linux/kvm.h>
 #include "qapi/error.h"
 #include "system/kvm-spp.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 
-#define SPP_WP_ALL 0xffffffffU
-
-bool kvm_spp_probe(const KvmSppKernel *k, KvmSppMode mode,
+bool kvm_spp_probe(const KvmSppKernel *k, SppKvmMode mode,
                    const char **reason)
 {
     int ret;
 
-    if (mode == KVM_SPP_MODE_EMULATED) {
+    if (mode == SPP_KVM_MODE_EMULATED) {
         *reason = "spp=emulated was requested";
         return false;
     }
@@ -163,11 +161,11 @@ bool kvm_spp_get_access(const KvmSppKernel *k, uint64_t gfn, uint64_t npages,
 
 uint64_t kvm_spp_exit_gpa(uint64_t addr, uint32_t (*vector_of)(uint64_t gfn))
 {
-    if (vector_of(addr >> 12) != SPP_WP_ALL) {
+    if (vector_of(addr >> SPP_PAGE_SHIFT) != SPP_WP_ALL) {
         return addr;
     }
-    if (addr < (1ULL << 52) && vector_of(addr) != SPP_WP_ALL) {
-        return addr << 12;
+    if (addr < SPP_GFN_LIMIT && vector_of(addr) != SPP_WP_ALL) {
+        return addr << SPP_PAGE_SHIFT;
     }
     return KVM_SPP_BAD_ADDR;
 }

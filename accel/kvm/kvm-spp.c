@@ -21,42 +21,33 @@
 #include "qom/object.h"
 #include "system/kvm.h"
 #include "system/kvm_int.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 #include "system/kvm-spp.h"
 
-static const char *const kvm_spp_mode_names[] = {
-    [KVM_SPP_MODE_AUTO] = "auto",
-    [KVM_SPP_MODE_HARDWARE] = "hardware",
-    [KVM_SPP_MODE_EMULATED] = "emulated",
-};
-
-static KvmSppMode kvm_spp_mode = KVM_SPP_MODE_AUTO;
+static SppKvmMode kvm_spp_mode = SPP_KVM_MODE_AUTO;
 static bool kvm_spp_hw;
+/* KVM_CAP_EXIT_ON_EMULATION_FAILURE: the kernel has it; it is on now. */
+static bool kvm_spp_can_exit_on_emul;
 static bool kvm_spp_exit_on_emul;
+/* The overlay backend, switching the capability on while it is needed. */
+static SppBackendOps kvm_spp_emul_ops;
+static KvmSppEmulationFailureFn *kvm_spp_emul_fail_fn;
 
-static char *kvm_spp_get_mode(Object *obj, Error **errp)
+static int kvm_spp_get_mode(Object *obj, Error **errp)
 {
-    return g_strdup(kvm_spp_mode_names[kvm_spp_mode]);
+    return kvm_spp_mode;
 }
 
-static void kvm_spp_set_mode(Object *obj, const char *value, Error **errp)
+static void kvm_spp_set_mode(Object *obj, int value, Error **errp)
 {
-    int i;
-
-    for (i = 0; i < ARRAY_SIZE(kvm_spp_mode_names); i++) {
-        if (!strcmp(value, kvm_spp_mode_names[i])) {
-            kvm_spp_mode = i;
-            return;
-        }
-    }
-    error_setg(errp, "spp must be auto, hardware or emulated, not '%s'",
-               value);
+    kvm_spp_mode = value;
 }
 
 void kvm_spp_accel_class_init(ObjectClass *oc)
 {
-    object_class_property_add_str(oc, "spp", kvm_spp_get_mode,
-                                  kvm_spp_set_mode);
+    object_class_property_add_enum(oc, "spp", "SppKvmMode",
+                                   &SppKvmMode_lookup, kvm_spp_get_mode,
+                                   kvm_spp_set_mode);
     object_class_property_set_description(oc, "spp",
         "Sub-page write protection: auto (the kernel's SPP when it truly "
         "has it, else QEMU's), hardware or emulated");
@@ -116,13 +107,47 @@ bool kvm_spp_exit_on_emulation_failure(void)
     return kvm_spp_exit_on_emul;
 }
 
+void kvm_spp_set_emulation_failure_handler(KvmSppEmulationFailureFn *fn)
+{
+    kvm_spp_emul_fail_fn = fn;
+}
+
 bool kvm_spp_emulation_failure(CPUState *cs, struct kvm_run *run, int *ret)
 {
-#ifdef TARGET_I386
-    return kvm_spp_x86_emulation_failure(cs, run, ret);
-#else
-    return false;
-#endif
+    return kvm_spp_emul_fail_fn && kvm_spp_emul_fail_fn(cs, run, ret);
+}
+
+/*
+ * Stores KVM cannot emulate on protected pages go to the step fallback;
+ * without KVM_CAP_EXIT_ON_EMULATION_FAILURE, KVM would raise #UD for
+ * those outside ring 0 instead of exiting.  It is on only while a page
+ * is protected, so a VM that protects nothing runs as without SPP.
+ */
+static void kvm_spp_set_exit_on_emul(bool on)
+{
+    if (kvm_spp_can_exit_on_emul && on != kvm_spp_exit_on_emul &&
+        !kvm_vm_enable_cap(kvm_state, KVM_CAP_EXIT_ON_EMULATION_FAILURE, 0,
+                           on)) {
+        kvm_spp_exit_on_emul = on;
+    }
+}
+
+static bool kvm_spp_emul_update(const SppRange *r, size_t n,
+                                const uint32_t *old, Error **errp)
+{
+    bool protecting = spp_protected_pages() > 0;
+
+    /* On before the first page is trapped, off after the last is not. */
+    if (protecting) {
+        kvm_spp_set_exit_on_emul(true);
+    }
+    if (!spp_emulated_ops.update(r, n, old, errp)) {
+        return false;
+    }
+    if (!protecting) {
+        kvm_spp_set_exit_on_emul(false);
+    }
+    return true;
 }
 
 int kvm_spp_init(KVMState *s)
@@ -135,21 +160,16 @@ int kvm_spp_init(KVMState *s)
         spp_set_backend(&kvm_spp_hw_ops, reason);
         return 0;
     }
-    if (kvm_spp_mode == KVM_SPP_MODE_HARDWARE) {
+    if (kvm_spp_mode == SPP_KVM_MODE_HARDWARE) {
         error_report("-accel kvm,spp=hardware: %s", reason);
         return -ENOTSUP;
     }
-    spp_set_backend(&spp_emulated_ops,
+    kvm_spp_emul_ops = spp_emulated_ops;
+    kvm_spp_emul_ops.update = kvm_spp_emul_update;
+    kvm_spp_can_exit_on_emul =
+        kvm_vm_check_extension(s, KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0;
+    spp_set_backend(&kvm_spp_emul_ops,
                     g_strdup_printf("QEMU enforces sub-page protection "
                                     "itself: %s", reason));
-    /*
-     * Stores KVM cannot emulate on protected pages go to the step
-     * fallback; without this capability KVM would raise #UD for those
-     * outside ring 0 instead of exiting.
-     */
-    if (kvm_vm_check_extension(s, KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0 &&
-        !kvm_vm_enable_cap(s, KVM_CAP_EXIT_ON_EMULATION_FAILURE, 0, 1)) {
-        kvm_spp_exit_on_emul = true;
-    }
     return 0;
 }

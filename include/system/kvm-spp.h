@@ -33,12 +33,6 @@ typedef struct KvmSppKernel {
     void *opaque;
 } KvmSppKernel;
 
-typedef enum KvmSppMode {
-    KVM_SPP_MODE_AUTO,
-    KVM_SPP_MODE_HARDWARE,
-    KVM_SPP_MODE_EMULATED,
-} KvmSppMode;
-
 /*
  * Decide whether the kernel truly implements SPP.  Only a kernel whose
  * KVM_CHECK_EXTENSION(182) returns KVM_SPP_MAX_PAGES is asked to enable
@@ -46,7 +40,7 @@ typedef enum KvmSppMode {
  * enabling it would change halt polling.  Returns true when the hardware
  * backend can be used; @reason says why or why not (static string).
  */
-bool kvm_spp_probe(const KvmSppKernel *k, KvmSppMode mode,
+bool kvm_spp_probe(const KvmSppKernel *k, SppKvmMode mode,
                    const char **reason);
 
 /*
@@ -109,20 +103,22 @@ void kvm_spp_accel_class_init(ObjectClass *oc);
 int kvm_spp_init(struct KVMState *s);
 bool kvm_spp_hw_active(void);
 
-/* x86 exit handling (target/i386/kvm/kvm-spp-x86.c) */
 struct kvm_run;
-bool kvm_spp_x86_handle_exit(CPUState *cs, struct kvm_run *run, int *ret);
 
 /*
  * KVM could not emulate an instruction (KVM_INTERNAL_ERROR_EMULATION).
- * When it stores to protected pages, run it with the step fallback and
- * return true with *ret for kvm_cpu_exec().
+ * When it stores to protected pages, the target's handler runs it with
+ * the step fallback and returns true with *ret for kvm_cpu_exec().
  */
+typedef bool KvmSppEmulationFailureFn(CPUState *cs, struct kvm_run *run,
+                                      int *ret);
+void kvm_spp_set_emulation_failure_handler(KvmSppEmulationFailureFn *fn);
 bool kvm_spp_emulation_failure(CPUState *cs, struct kvm_run *run, int *ret);
-bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
-                                   int *ret);
 
-/* Whether KVM_CAP_EXIT_ON_EMULATION_FAILURE is on (emulated backend). */
+/*
+ * Whether KVM_CAP_EXIT_ON_EMULATION_FAILURE is on: with the emulated
+ * backend, while a page is protected.
+ */
 bool kvm_spp_exit_on_emulation_failure(void);
 
 #endif

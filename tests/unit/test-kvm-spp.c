@@ -16,7 +16,7 @@
 #include <linux/kvm.h>
 #include "qapi/error.h"
 #include "system/kvm-spp.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 
 #define WP_ALL 0xffffffffU
 
@@ -144,16 +144,16 @@ static void test_probe_upstream_kernel(void)
     SimKernel *k = sim_new(&kk, 1, 0);   /* 182 = KVM_CAP_HALT_POLL */
     const char *reason;
 
-    g_assert_false(kvm_spp_probe(&kk, KVM_SPP_MODE_AUTO, &reason));
+    g_assert_false(kvm_spp_probe(&kk, SPP_KVM_MODE_AUTO, &reason));
     g_assert_cmpint(k->check_calls, ==, 1);
     g_assert_cmpint(k->enable_calls, ==, 0);     /* halt polling untouched */
     g_assert(strstr(reason, "KVM_CAP_HALT_POLL"));
 
-    g_assert_false(kvm_spp_probe(&kk, KVM_SPP_MODE_HARDWARE, &reason));
+    g_assert_false(kvm_spp_probe(&kk, SPP_KVM_MODE_HARDWARE, &reason));
     g_assert_cmpint(k->enable_calls, ==, 0);
 
     k->ext182 = 0;
-    g_assert_false(kvm_spp_probe(&kk, KVM_SPP_MODE_AUTO, &reason));
+    g_assert_false(kvm_spp_probe(&kk, SPP_KVM_MODE_AUTO, &reason));
     g_assert_cmpint(k->enable_calls, ==, 0);
     g_assert(strstr(reason, "512"));
     sim_free(k);
@@ -165,20 +165,20 @@ static void test_probe_spp_kernel(void)
     SimKernel *k = sim_new(&kk, KVM_SUBPAGE_MAX_PAGES, 0);
     const char *reason;
 
-    g_assert_true(kvm_spp_probe(&kk, KVM_SPP_MODE_AUTO, &reason));
+    g_assert_true(kvm_spp_probe(&kk, SPP_KVM_MODE_AUTO, &reason));
     g_assert_cmpint(k->enable_calls, ==, 1);
     g_assert(strstr(reason, "enabled"));
 
     k->enable_ret = -ENODEV;
-    g_assert_false(kvm_spp_probe(&kk, KVM_SPP_MODE_HARDWARE, &reason));
+    g_assert_false(kvm_spp_probe(&kk, SPP_KVM_MODE_HARDWARE, &reason));
     g_assert(strstr(reason, "ENODEV"));
     k->enable_ret = -EPERM;
-    g_assert_false(kvm_spp_probe(&kk, KVM_SPP_MODE_AUTO, &reason));
+    g_assert_false(kvm_spp_probe(&kk, SPP_KVM_MODE_AUTO, &reason));
     g_assert(strstr(reason, "nested"));
 
     /* spp=emulated asks the kernel nothing */
     k->check_calls = k->enable_calls = 0;
-    g_assert_false(kvm_spp_probe(&kk, KVM_SPP_MODE_EMULATED, &reason));
+    g_assert_false(kvm_spp_probe(&kk, SPP_KVM_MODE_EMULATED, &reason));
     g_assert_cmpint(k->check_calls, ==, 0);
     g_assert_cmpint(k->enable_calls, ==, 0);
     sim_free(k);

@@ -7,7 +7,7 @@
  */
 
 #include "qemu/osdep.h"
-#include "system/spp.h"
+#include "system/spp-backend.h"
 
 typedef struct Seen {
     unsigned n;

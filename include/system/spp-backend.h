@@ -1,0 +1,109 @@
+/*
+ * Sub-page write protection (SPP): the interface of its backends
+ *
+ * What the core (system/spp.c) offers the code that enforces the
+ * vectors, and what a backend implements.  Monitors, accelerators and
+ * devices use system/spp.h only.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef SYSTEM_SPP_BACKEND_H
+#define SYSTEM_SPP_BACKEND_H
+
+#include "system/spp.h"
+
+/* Most pages one memory_region_find() covers when walking a range. */
+#define SPP_FIND_MAX_PAGES  (1ULL << 40)
+
+/* A vector applied to a range of pages. */
+typedef struct SppRange {
+    uint64_t gfn;
+    uint64_t npages;
+    uint32_t wp;
+} SppRange;
+
+/*
+ * A backend enforces the vectors the core owns.  All hooks are called
+ * with the BQL held.
+ */
+typedef struct SppBackendOps {
+    SppBackend kind;
+    /*
+     * The core applied @n ranges, in order; @old holds the vectors the
+     * pages had before (one per page, range after range).  Make the
+     * backend's enforcement match spp_get_vector() before returning.
+     * On failure the backend leaves its enforcement as it was; the core
+     * then restores its vectors.
+     */
+    bool (*update)(const SppRange *r, size_t n, const uint32_t *old,
+                   Error **errp);
+    /* Number of memory regions (or slots) the backend uses, for stats. */
+    uint64_t (*regions)(void);
+    /* Unprotected pages whose writes it traps anyway; NULL: none. */
+    uint64_t (*trapped_unprotected)(void);
+    /*
+     * For the step fallback (NULL when the backend needs none): whether
+     * QEMU traps writes to @gfn, and lift() leaves the @n pages @gfns
+     * untrapped until its next call (@n = 0 puts them back).  Vectors
+     * do not change.
+     */
+    bool (*trapped)(uint64_t gfn);
+    void (*lift)(const uint64_t *gfns, size_t n);
+    /*
+     * The guest RAM region behind @mr, when the backend put a region of
+     * its own in the flat view over it; else @mr.  NULL: it puts none.
+     */
+    MemoryRegion *(*ram_of)(MemoryRegion *mr);
+} SppBackendOps;
+
+/* Use @ops from now on (before any page is protected). */
+void spp_set_backend(const SppBackendOps *ops, const char *reason);
+
+/* The guest RAM region behind @mr (see SppBackendOps.ram_of). */
+MemoryRegion *spp_ram_of(MemoryRegion *mr);
+
+/* The backend's trapped() and lift(), for the step fallback. */
+bool spp_backend_trapped(uint64_t gfn);
+void spp_backend_lift(const uint64_t *gfns, size_t n);
+
+/*
+ * Apply a vector to each of @n ranges, in order, all or nothing, as
+ * set-subpage does (the pages must be guest RAM).
+ */
+bool spp_set_ranges(const SppRange *r, size_t n, Error **errp);
+
+/* Drop the protection of pages that stopped being RAM (unplugged). */
+void spp_forget_ranges(const SppRange *r, size_t n);
+
+/* A run of consecutive protected pages. */
+typedef struct SppRun {
+    uint64_t gfn;
+    uint64_t npages;
+} SppRun;
+
+/* All runs of protected pages, sorted by gfn.  Free with g_array_unref. */
+GArray *spp_protected_runs(void);
+
+/* The emulated backend on write traps, for TCG and qtest. */
+extern const SppBackendOps spp_trap_ops;
+
+/* The emulated backend on overlays, for KVM. */
+extern const SppBackendOps spp_emulated_ops;
+
+/*
+ * Cut a page into 8-byte pieces starting at offsets @phase + 8k (the
+ * first piece may be shorter), as a store whose first byte in the page
+ * is at an offset equal to @phase modulo 8 is cut into accesses.  For
+ * each piece in which a byte of a sub-page @wp protects differs between
+ * @before and @after, call @fn with the offset and length of those
+ * bytes (first to last).  Returns the calls made.
+ */
+typedef void SppDiffFn(unsigned offset, unsigned len, void *opaque);
+unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
+                       uint32_t wp, unsigned phase, SppDiffFn *fn,
+                       void *opaque);
+
+#endif
