@@ -39,31 +39,41 @@ static MemTxResult write_trap_read(void *opaque, hwaddr addr, uint64_t *data,
     return MEMTX_OK;
 }
 
-static MemTxResult write_trap_write(void *opaque, hwaddr addr, uint64_t data,
-                                    unsigned size, MemTxAttrs attrs)
+void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
+                                    uint64_t data, unsigned size,
+                                    uint8_t mask)
 {
-    uint8_t *host = qemu_map_ram_ptr(NULL, addr);
-    ram_addr_t offset;
-    RAMBlock *rb = qemu_ram_block_from_host(host, false, &offset);
+    uint8_t *host = (uint8_t *)memory_region_get_ram_ptr(mr) + offset;
     uint8_t bytes[8];
-    uint8_t allow;
     unsigned i;
 
-    assert(rb && size <= sizeof(bytes));
-    /*
-     * A write cache of a block with traps, or a stale TLB entry, also
-     * brings writes to pages that are not trapped (any more).
-     */
-    allow = memory_region_write_trapped(rb->mr, offset) ?
-            write_trap_fn(rb->mr, offset, size, attrs) : 0xff;
+    assert(size <= sizeof(bytes));
     stn_le_p(bytes, size, data);
     for (i = 0; i < size; i++) {
-        if (allow & (1U << i)) {
+        if (mask & (1U << i)) {
             host[i] = bytes[i];
         }
     }
     /* Migration dirty tracking and TCG's translated-code invalidation. */
-    invalidate_and_set_dirty(rb->mr, offset, size);
+    invalidate_and_set_dirty(mr, offset, size);
+}
+
+static MemTxResult write_trap_write(void *opaque, hwaddr addr, uint64_t data,
+                                    unsigned size, MemTxAttrs attrs)
+{
+    ram_addr_t offset;
+    RAMBlock *rb = qemu_ram_block_from_host(qemu_map_ram_ptr(NULL, addr),
+                                            false, &offset);
+    uint8_t mask;
+
+    assert(rb);
+    /*
+     * A write cache of a block with traps, or a stale TLB entry, also
+     * brings writes to pages that are not trapped (any more).
+     */
+    mask = memory_region_write_trapped(rb->mr, offset) ?
+           write_trap_fn(rb->mr, offset, size, attrs) : 0xff;
+    memory_region_ram_write_masked(rb->mr, offset, data, size, mask);
     return MEMTX_OK;
 }
 

@@ -37,6 +37,7 @@
 #include "hw/core/cpu.h"
 #include "exec/memory.h"
 #include "system/hostmem.h"
+#include "exec/ram-write-trap.h"
 #include "system/spp-backend.h"
 #include "trace.h"
 
@@ -135,26 +136,11 @@ static MemTxResult spp_shadow_write(void *opaque, hwaddr addr, uint64_t data,
                                     unsigned size, MemTxAttrs attrs)
 {
     SppShadow *sh = opaque;
-    uint8_t *host = (uint8_t *)memory_region_get_ram_ptr(sh->ram) + addr;
     SppOverlay *ov = spp_overlay_by_offset(sh, addr);
-    uint8_t bytes[SPP_MAX_ACCESS];
-    bool allowed[SPP_MAX_ACCESS];
-    unsigned i;
+    uint8_t mask = ov ? spp_judge_write_mask(ov->gpa + (addr - ov->offset),
+                                             size, attrs) : 0xff;
 
-    assert(size <= sizeof(bytes));
-    stn_le_p(bytes, size, data);
-    if (!ov || !spp_judge_write(ov->gpa + (addr - ov->offset), size, attrs,
-                                allowed)) {
-        memcpy(host, bytes, size);
-    } else {
-        for (i = 0; i < size; i++) {
-            if (allowed[i]) {
-                host[i] = bytes[i];
-            }
-        }
-    }
-    /* Migration dirty tracking (KVM: no translated code to drop). */
-    memory_region_set_dirty(sh->ram, addr, size);
+    memory_region_ram_write_masked(sh->ram, addr, data, size, mask);
     return MEMTX_OK;
 }
 

@@ -57,22 +57,12 @@ static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
 {
     SppTrapPage *p = g_hash_table_lookup(spp_trap.by_ram,
                         GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
-    hwaddr gpa;
-    bool allowed[SPP_MAX_ACCESS];
-    uint8_t mask = 0;
-    unsigned i;
 
     if (!p) {
         return 0xff;
     }
-    gpa = (p->gfn << SPP_PAGE_SHIFT) | (offset & (SPP_PAGE_SIZE - 1));
-    if (!spp_judge_write(gpa, size, attrs, allowed)) {
-        return 0xff;
-    }
-    for (i = 0; i < size; i++) {
-        mask |= allowed[i] << i;
-    }
-    return mask;
+    return spp_judge_write_mask((p->gfn << SPP_PAGE_SHIFT) |
+                                (offset & (SPP_PAGE_SIZE - 1)), size, attrs);
 }
 
 static void spp_trap_page_free(gpointer data)

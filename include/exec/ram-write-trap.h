@@ -70,6 +70,16 @@ static inline bool memory_region_write_trapped(MemoryRegion *mr,
     return unlikely(map) && test_bit(offset >> qemu_target_page_bits(), map);
 }
 
+/*
+ * Store the bytes of @data (@size of them, at most 8, little-endian)
+ * that @mask selects (bit i: byte i) at @offset of the RAM region @mr,
+ * with dirty tracking and TCG's translated-code invalidation, as a
+ * direct write would have them.  For I/O regions that front RAM.
+ */
+void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
+                                    uint64_t data, unsigned size,
+                                    uint8_t mask);
+
 /* Number of trapped pages, over all RAM regions. */
 uint64_t memory_write_trap_count(void);
 

@@ -106,4 +106,10 @@ unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
                        uint32_t wp, unsigned phase, SppDiffFn *fn,
                        void *opaque);
 
+/*
+ * spp_judge_write() for a write of at most 8 bytes, as the mask of the
+ * bytes that may land (bit i: byte i), for memory_region_ram_write_masked().
+ */
+uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs);
+
 #endif
