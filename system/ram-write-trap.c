@@ -27,6 +27,7 @@
 #include "trace.h"
 
 static MemoryWriteTrapFn *write_trap_fn;
+static MemoryWriteTrapAccelFn *write_trap_accel_fn;
 static MemoryRegion write_trap_mr;
 static uint64_t write_trap_pages;
 static unsigned write_trap_depth;
@@ -107,6 +108,28 @@ void memory_write_trap_set_handler(MemoryWriteTrapFn *fn)
 {
     assert(!write_trap_pages);
     write_trap_fn = fn;
+}
+
+void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn)
+{
+    write_trap_accel_fn = fn;
+}
+
+uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
+                                      uint64_t len, bool *trapped)
+{
+    RAMBlock *rb = mr->ram_block;
+    unsigned long *map = rb ? qatomic_read(&rb->write_trap) : NULL;
+    unsigned bits = qemu_target_page_bits();
+    uint64_t page = offset >> bits, end = (offset + len) >> bits, next;
+
+    *trapped = map && test_bit(page, map);
+    if (!map) {
+        return len;
+    }
+    next = *trapped ? find_next_zero_bit(map, end, page) :
+                      find_next_bit(map, end, page);
+    return MIN(len, (next - page) << bits);
 }
 
 uint64_t memory_write_trap_count(void)
@@ -229,6 +252,9 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
     }
     trace_memory_region_set_write_trap(memory_region_name(mr), offset, size,
                                        trap, changed);
+    if (changed && write_trap_accel_fn) {
+        write_trap_accel_fn(mr, offset, size);
+    }
     if (fresh) {
         /*
          * Region caches made before this block had traps may hold a

@@ -24,12 +24,21 @@
 #include "system/spp-backend.h"
 #include "system/kvm-spp.h"
 
+/* A run of protected pages splits one memslot into (at most) three. */
+#define KVM_SPP_SLOTS_PER_RUN 2
+
 static SppKvmMode kvm_spp_mode = SPP_KVM_MODE_AUTO;
 static bool kvm_spp_hw;
 /* KVM_CAP_EXIT_ON_EMULATION_FAILURE: the kernel has it; it is on now. */
 static bool kvm_spp_can_exit_on_emul;
 static bool kvm_spp_exit_on_emul;
-/* The overlay backend, switching the capability on while it is needed. */
+/*
+ * The emulated backend (write traps, whose pages KVM makes read-only
+ * memslots; overlays on a KVM without read-only memslots), with the
+ * capability switched on while it is needed and the memslot limit
+ * checked before anything changes.
+ */
+static const SppBackendOps *kvm_spp_inner_ops;
 static SppBackendOps kvm_spp_emul_ops;
 static KvmSppEmulationFailureFn *kvm_spp_emul_fail_fn;
 
@@ -132,16 +141,61 @@ static void kvm_spp_set_exit_on_emul(bool on)
     }
 }
 
+/*
+ * Each run of pages that becomes protected may split one memslot in
+ * three: refuse, before anything changes, a request that could take
+ * KVM past its memslot limit.
+ */
+static bool kvm_spp_check_slots(const SppRange *r, size_t n,
+                                const uint32_t *old, Error **errp)
+{
+    KVMState *s = kvm_state;
+    uint64_t runs = 0, k = 0, i, need;
+    int used = 0, a;
+    size_t j;
+
+    for (j = 0; j < n; j++) {
+        bool in_run = false;
+
+        for (i = 0; i < r[j].npages; i++) {
+            bool fresh = old[k++] == SPP_WP_ALL &&
+                         spp_get_vector(r[j].gfn + i) != SPP_WP_ALL;
+
+            runs += fresh && !in_run;
+            in_run = fresh;
+        }
+    }
+    for (a = 0; a < s->nr_as; a++) {
+        if (s->as[a].ml) {
+            used = MAX(used, (int)s->as[a].ml->nr_slots_used);
+        }
+    }
+    need = KVM_SPP_SLOTS_PER_RUN * runs;
+    if (used + need > s->nr_slots_max) {
+        error_setg(errp, "protecting these pages may need %" PRIu64 " more "
+                   "KVM memory slots (%" PRIu64 " new runs of protected "
+                   "pages), but KVM allows %d (KVM_CAP_NR_MEMSLOTS) and %d "
+                   "are in use", need, runs, s->nr_slots_max, used);
+        return false;
+    }
+    return true;
+}
+
 static bool kvm_spp_emul_update(const SppRange *r, size_t n,
                                 const uint32_t *old, Error **errp)
 {
     bool protecting = spp_protected_pages() > 0;
 
+    if (kvm_spp_inner_ops == &spp_trap_ops &&
+        !kvm_spp_check_slots(r, n, old, errp)) {
+        return false;
+    }
+
     /* On before the first page is trapped, off after the last is not. */
     if (protecting) {
         kvm_spp_set_exit_on_emul(true);
     }
-    if (!spp_emulated_ops.update(r, n, old, errp)) {
+    if (!kvm_spp_inner_ops->update(r, n, old, errp)) {
         return false;
     }
     if (!protecting) {
@@ -164,7 +218,9 @@ int kvm_spp_init(KVMState *s)
         error_report("-accel kvm,spp=hardware: %s", reason);
         return -ENOTSUP;
     }
-    kvm_spp_emul_ops = spp_emulated_ops;
+    kvm_spp_inner_ops = kvm_write_trap_init(s) ? &spp_trap_ops :
+                                                 &spp_emulated_ops;
+    kvm_spp_emul_ops = *kvm_spp_inner_ops;
     kvm_spp_emul_ops.update = kvm_spp_emul_update;
     kvm_spp_can_exit_on_emul =
         kvm_vm_check_extension(s, KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0;

@@ -12,8 +12,9 @@
  * every access through an address space (address_space_write/_map, the
  * ld/st helpers, MemoryRegionCache, IOMMU targets), that is, DMA from
  * emulated devices.  Debug accesses (gdbstub, monitor) are not trapped.
- * KVM memslots are not changed: an accelerator that runs guest code
- * natively must stop its own vCPUs' stores.
+ * Under KVM, trapped pages become read-only memslots (the accelerator
+ * hook below), so the vCPUs' own stores exit and come through an
+ * address space too.
  *
  * Copyright (c) 2026 The QEMU SPP fork developers
  *
@@ -79,6 +80,24 @@ static inline bool memory_region_write_trapped(MemoryRegion *mr,
 void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
                                     uint64_t data, unsigned size,
                                     uint8_t mask);
+
+/*
+ * Where the pages of a range alternate between trapped and not: the
+ * length of the run of pages with the same state as the page holding
+ * @offset of the RAM region @mr, at most @len (@offset and @len
+ * page-aligned), and in *@trapped that state.
+ */
+uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
+                                      uint64_t len, bool *trapped);
+
+/*
+ * The accelerator's hook: called, with the BQL held, after the pages
+ * holding [@offset, @offset + @size) of @mr changed state.  KVM uses it
+ * to re-split the memslots over them.
+ */
+typedef void MemoryWriteTrapAccelFn(MemoryRegion *mr, hwaddr offset,
+                                    uint64_t size);
+void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn);
 
 /* Number of trapped pages, over all RAM regions. */
 uint64_t memory_write_trap_count(void);

@@ -103,6 +103,12 @@ void kvm_spp_accel_class_init(ObjectClass *oc);
 int kvm_spp_init(struct KVMState *s);
 bool kvm_spp_hw_active(void);
 
+/*
+ * Make write-trapped pages read-only memslots (accel/kvm/kvm-write-trap.c);
+ * false when this KVM has no read-only memslots.
+ */
+bool kvm_write_trap_init(struct KVMState *s);
+
 struct kvm_run;
 
 /*
