@@ -17,6 +17,7 @@
 
 #include "qemu/osdep.h"
 #include "exec/ram-write-trap.h"
+#include "system/accel-blocker.h"
 #include "system/kvm.h"
 #include "system/kvm_int.h"
 #include "system/kvm-spp.h"
@@ -88,6 +89,12 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
     KVMState *s = kvm_state;
     int i;
 
+    /*
+     * A slot is deleted before its pieces are added: as in
+     * kvm_region_commit(), no vCPU may run meanwhile, or a fetch from
+     * the gap would look like MMIO to KVM.
+     */
+    accel_ioctl_inhibit_begin();
     for (i = 0; i < s->nr_as; i++) {
         KVMMemoryListener *kml = s->as[i].ml;
         hwaddr from = 0;
@@ -125,6 +132,7 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
         }
         qemu_mutex_unlock(&kml_slots_lock);
     }
+    accel_ioctl_inhibit_end();
 }
 
 bool kvm_write_trap_init(KVMState *s)
