@@ -6,8 +6,6 @@
  * MOVDIR64B stores against the read-only memslots of protected pages.
  * For those, the pages are made plain RAM for exactly one instruction of
  * one vCPU, and what the instruction changed is judged afterwards.
- * Unprotected pages that share an overlay group with protected ones are
- * trapped too, and stepped the same way (nothing in them is judged).
  * While the pages are lifted nothing else may run: the caller holds the
  * BQL (main-loop devices wait) and keeps the other vCPUs out of guest
  * mode.
@@ -59,7 +57,7 @@ static MemoryRegion *spp_step_ram(uint64_t gfn, hwaddr *offset)
     if (!sec.mr) {
         return NULL;
     }
-    ram = spp_ram_of(sec.mr);
+    ram = sec.mr;
     if (!memory_region_is_ram(ram) || memory_region_is_ram_device(ram) ||
         int128_get64(sec.size) < SPP_PAGE_SIZE) {
         memory_region_unref(sec.mr);

@@ -1,18 +1,15 @@
 /*
  * Sub-page write protection (SPP): the emulated backend on write traps
  *
- * When QEMU performs every guest write itself (TCG, and the qtest
- * accelerator), a write trap (exec/ram-write-trap.h) on each protected
- * page is all the enforcement there is to do: the memory core hands
- * each write to a trapped page to spp_trap_write(), which lets the
- * writable bytes land.  Only protected pages are trapped, whatever
- * their number or pattern; the flat views never change; and changing a
- * page's vector costs a hash lookup, plus a TLB flush under TCG when
- * the page becomes trapped.
- *
- * Under KVM the vCPUs' own stores must be stopped by read-only
- * memslots, which the flat view gives: there, the overlay backend in
- * spp-emulated.c is used instead.
+ * A write trap (exec/ram-write-trap.h) on each protected page is all
+ * the enforcement there is to do: the memory core hands each write to
+ * a trapped page to spp_trap_write(), which lets the writable bytes
+ * land.  That covers TCG's stores, DMA, and under KVM the vCPUs' stores
+ * too, as the trapped pages become read-only memslots.  Only protected
+ * pages are trapped, whatever their number or pattern; the flat views
+ * never change; and changing a page's vector costs a hash lookup, plus
+ * a TLB flush under TCG or a memslot split under KVM when the page
+ * becomes trapped.
  *
  * Copyright (c) 2026 The QEMU SPP fork developers
  *

@@ -4,7 +4,7 @@
  * The core owns the per-page write-permission vectors, validates
  * requests, applies the violation policy, counts violations and emits
  * SPP_VIOLATION events.  A backend (see SppBackendOps) makes the vectors
- * effective; the emulated backend in spp-emulated.c works everywhere.
+ * effective; the emulated backend in spp-trap.c works everywhere.
  *
  * Copyright (c) 2026 The QEMU SPP fork developers
  *
@@ -87,11 +87,6 @@ void spp_set_backend(const SppBackendOps *ops, const char *reason)
     assert(!spp.nprot);
     spp.ops = ops;
     spp.reason = reason;
-}
-
-MemoryRegion *spp_ram_of(MemoryRegion *mr)
-{
-    return spp.ops->ram_of ? spp.ops->ram_of(mr) : mr;
 }
 
 bool spp_backend_trapped(uint64_t gfn)
@@ -212,11 +207,10 @@ GArray *spp_protected_runs(void)
 /* Pages that may be protected: guest RAM from a memory backend. */
 static bool spp_section_is_guest_ram(MemoryRegionSection *s)
 {
-    MemoryRegion *mr = spp_ram_of(s->mr);
+    MemoryRegion *mr = s->mr;
 
     return memory_region_is_ram(mr) && !memory_region_is_ram_device(mr) &&
-           !memory_region_is_rom(mr) && !mr->readonly &&
-           (s->readonly == false || mr != s->mr) &&
+           !memory_region_is_rom(mr) && !mr->readonly && !s->readonly &&
            mr->owner && object_dynamic_cast(mr->owner, TYPE_MEMORY_BACKEND);
 }
 

@@ -34,9 +34,8 @@ static bool kvm_spp_can_exit_on_emul;
 static bool kvm_spp_exit_on_emul;
 /*
  * The emulated backend (write traps, whose pages KVM makes read-only
- * memslots; overlays on a KVM without read-only memslots), with the
- * capability switched on while it is needed and the memslot limit
- * checked before anything changes.
+ * memslots), with the capability switched on while it is needed and the
+ * memslot limit checked before anything changes.
  */
 static const SppBackendOps *kvm_spp_inner_ops;
 static SppBackendOps kvm_spp_emul_ops;
@@ -141,6 +140,27 @@ static void kvm_spp_set_exit_on_emul(bool on)
     }
 }
 
+/* A KVM without read-only memslots cannot stop its vCPUs' stores. */
+static bool kvm_spp_none_update(const SppRange *r, size_t n,
+                                const uint32_t *old, Error **errp)
+{
+    error_setg(errp, "this KVM has no read-only memory slots "
+               "(KVM_CAP_READONLY_MEM): QEMU cannot write-protect guest "
+               "memory under it");
+    return false;
+}
+
+static uint64_t kvm_spp_none_regions(void)
+{
+    return 0;
+}
+
+static const SppBackendOps kvm_spp_none_ops = {
+    .kind = SPP_BACKEND_EMULATED,
+    .update = kvm_spp_none_update,
+    .regions = kvm_spp_none_regions,
+};
+
 /*
  * Each run of pages that becomes protected may split one memslot in
  * three: refuse, before anything changes, a request that could take
@@ -186,8 +206,7 @@ static bool kvm_spp_emul_update(const SppRange *r, size_t n,
 {
     bool protecting = spp_protected_pages() > 0;
 
-    if (kvm_spp_inner_ops == &spp_trap_ops &&
-        !kvm_spp_check_slots(r, n, old, errp)) {
+    if (!kvm_spp_check_slots(r, n, old, errp)) {
         return false;
     }
 
@@ -219,7 +238,7 @@ int kvm_spp_init(KVMState *s)
         return -ENOTSUP;
     }
     kvm_spp_inner_ops = kvm_write_trap_init(s) ? &spp_trap_ops :
-                                                 &spp_emulated_ops;
+                                                 &kvm_spp_none_ops;
     kvm_spp_emul_ops = *kvm_spp_inner_ops;
     kvm_spp_emul_ops.update = kvm_spp_emul_update;
     kvm_spp_can_exit_on_emul =

@@ -52,18 +52,11 @@ typedef struct SppBackendOps {
      */
     bool (*trapped)(uint64_t gfn);
     void (*lift)(const uint64_t *gfns, size_t n);
-    /*
-     * The guest RAM region behind @mr, when the backend put a region of
-     * its own in the flat view over it; else @mr.  NULL: it puts none.
-     */
-    MemoryRegion *(*ram_of)(MemoryRegion *mr);
 } SppBackendOps;
 
 /* Use @ops from now on (before any page is protected). */
 void spp_set_backend(const SppBackendOps *ops, const char *reason);
 
-/* The guest RAM region behind @mr (see SppBackendOps.ram_of). */
-MemoryRegion *spp_ram_of(MemoryRegion *mr);
 
 /* The backend's trapped() and lift(), for the step fallback. */
 bool spp_backend_trapped(uint64_t gfn);
@@ -87,11 +80,9 @@ typedef struct SppRun {
 /* All runs of protected pages, sorted by gfn.  Free with g_array_unref. */
 GArray *spp_protected_runs(void);
 
-/* The emulated backend on write traps, for TCG and qtest. */
+/* The emulated backend, on write traps. */
 extern const SppBackendOps spp_trap_ops;
 
-/* The emulated backend on overlays, for KVM. */
-extern const SppBackendOps spp_emulated_ops;
 
 /*
  * Cut a page into 8-byte pieces starting at offsets @phase + 8k (the

@@ -185,7 +185,7 @@ static void test_qmp_basic(void)
     g_assert_cmphex(get_vector(qts, 768), ==, 7);
     g_assert_cmphex(get_vector(qts, 1024), ==, 7);
     g_assert_cmpuint(spp_counter(qts, "regions"), ==, 4);
-    /* a few runs: each has an overlay of its own, no page is trapped */
+    /* four runs of trapped pages, and no unprotected page trapped */
     g_assert_cmpuint(spp_counter(qts, "trapped-unprotected-pages"), ==, 0);
     expect_error(qts, "entry 1: page 0x10000",
                  qtest_qmp(qts, "{'execute': 'set-subpages', 'arguments': "
@@ -199,7 +199,7 @@ static void test_qmp_basic(void)
                              "'wp-map': 4294967295}}");
     g_assert_cmpuint(spp_counter(qts, "regions"), ==, 1);
 
-    /* A far-away page is a second overlay; clearing returns to nothing. */
+    /* A far-away page is a second run; clearing returns to nothing. */
     set_subpage(qts, 0x2000, 1, 0);
     g_assert_cmpuint(spp_counter(qts, "regions"), ==, 2);
     set_subpage(qts, GFN_P, 2, WP_ALL);
@@ -531,7 +531,7 @@ static void test_step(void)
     /* 4 + 1 + 1 from steps, 1 from the write blocked in between */
     g_assert_cmpuint(spp_counter(qts, "violations"), ==, 7);
     g_ptr_array_free(take_events(qts), true);
-    /* a step whose policy changed protection restores the new overlays */
+    /* a step whose policy changed protection restores the new traps */
     g_assert_cmpuint(spp_counter(qts, "regions"), ==, 1);
     qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
                              "'arguments': {'policy': 'block'}}");
@@ -1580,6 +1580,47 @@ static void test_kvm_backend_auto(void)
     qtest_quit(qts);
 }
 
+/*
+ * Under KVM each run of protected pages is a read-only memslot: scattered
+ * pages trap no neighbour, and a request that could pass KVM's memslot
+ * limit (32764 on current kernels) is refused before anything changes.
+ */
+#define KVM_SCATTER_OK      1000
+#define KVM_SCATTER_TOO_MANY 20000
+
+static void test_kvm_memslots(void)
+{
+    QTestState *qts = qtest_init("-machine q35 -m 1G -accel kvm");
+    QList *gfns = qlist_new();
+    QDict *rsp;
+    unsigned i;
+
+    for (i = 0; i < KVM_SCATTER_TOO_MANY; i++) {
+        qlist_append_int(gfns, SCATTER_BASE + 2 * i);
+    }
+    rsp = qtest_qmp(qts, "{'execute': 'set-subpages', 'arguments': "
+                    "{'gfns': %p, 'wp-map': 0}}", gfns);
+    expect_error(qts, "KVM_CAP_NR_MEMSLOTS", rsp);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, 0);
+
+    gfns = qlist_new();
+    for (i = 0; i < KVM_SCATTER_OK; i++) {
+        qlist_append_int(gfns, SCATTER_BASE + 2 * i);
+    }
+    qtest_qmp_assert_success(qts, "{'execute': 'set-subpages', 'arguments': "
+                             "{'gfns': %p, 'wp-map': 0}}", gfns);
+    g_assert_cmpuint(spp_counter(qts, "regions"), ==, KVM_SCATTER_OK);
+    g_assert_cmpuint(spp_counter(qts, "trapped-unprotected-pages"), ==, 0);
+    /* a protected page blocks, the page between two of them does not */
+    qtest_writeb(qts, SCATTER_BASE << 12, 0x11);
+    qtest_writeb(qts, (SCATTER_BASE + 1) << 12, 0x12);
+    g_assert_cmphex(qtest_readb(qts, SCATTER_BASE << 12), ==, 0);
+    g_assert_cmphex(qtest_readb(qts, (SCATTER_BASE + 1) << 12), ==, 0x12);
+    g_ptr_array_free(take_events(qts), true);
+    qtest_quit(qts);
+}
+
 /* -accel kvm,spp=hardware without SPP refuses to start. */
 static void test_kvm_backend_hardware(void)
 {
@@ -1762,6 +1803,7 @@ int main(int argc, char **argv)
             qtest_add_func("/spp/differential", test_guest_differential);
         }
         qtest_add_func("/spp/kvm/backend-auto", test_kvm_backend_auto);
+        qtest_add_func("/spp/kvm/memslots", test_kvm_memslots);
         qtest_add_func("/spp/kvm/backend-hardware",
                        test_kvm_backend_hardware);
     }
