@@ -23,6 +23,7 @@
 #include "exec/ram_addr.h"
 #include "exec/ram-write-trap.h"
 #include "hw/core/cpu.h"
+#include "system/runstate.h"
 #include "system/tcg.h"
 #include "trace.h"
 
@@ -171,12 +172,14 @@ static void write_trap_flush_work(CPUState *cpu, run_on_cpu_data data)
 /*
  * Drop the TLB entries through which a vCPU could still store to a
  * newly trapped page directly.  A vCPU flushes its own TLB, so this
- * runs on each vCPU and waits for it; from a vCPU thread the work is
- * only queued, as it cannot wait for the others while it holds the BQL
- * on their behalf.
+ * runs on each vCPU and waits for it.  The work is only queued from a
+ * vCPU thread, which cannot wait for the others while it holds the BQL
+ * on their behalf, and while the VM is stopped, as a vCPU does its
+ * queued work before it runs guest code again.
  */
 static void write_trap_flush_tlbs(void)
 {
+    bool wait = !current_cpu && runstate_is_running();
     CPUState *cpu;
 
     if (!tcg_enabled()) {
@@ -186,7 +189,7 @@ static void write_trap_flush_tlbs(void)
         if (!cpu->created || !cpu->halt_cond) {
             continue;
         }
-        if (current_cpu) {
+        if (!wait) {
             async_run_on_cpu(cpu, write_trap_flush_work, RUN_ON_CPU_NULL);
         } else {
             run_on_cpu(cpu, write_trap_flush_work, RUN_ON_CPU_NULL);

@@ -252,13 +252,36 @@ def bench_changes(qemu, accel):
     rows.append(('clear them, one set-subpages', f'{t * 1e3:.0f} ms',
                  'back to 0 pages, 0 regions'))
 
-    times = [vm.set(g, 1, 0x5555aaaa) for g in gfns]
+    # one call per page, from a synchronous client (see RawQmp)
+    times = []
+    for g in gfns:
+        t0 = time.perf_counter()
+        assert 'return' in vm.raw.cmd('set-subpage', {
+            'base_gfn': g, 'npages': 1, 'wp_map': 0x5555aaaa})
+        times.append(time.perf_counter() - t0)
     info = vm.info()
     rows.append((f'set-subpage, {SCATTERED:,} scattered pages, '
                  'one call each', f'{sum(times):.2f} s',
                  f'median {statistics.median(times) * 1e6:.0f} us a call, '
                  f'{info["trapped-unprotected-pages"]} unprotected pages '
                  'trapped'))
+    # QEMU's monitor reads a request one byte per main-loop iteration:
+    # the same request to a command that rejects it, and an empty one
+    floor = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        assert 'error' in vm.raw.cmd('query-status', {
+            'base_gfn': gfns[0], 'npages': 1, 'wp_map': 0x5555aaaa})
+        floor.append(time.perf_counter() - t0)
+    empty = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        vm.raw.cmd('query-status')
+        empty.append(time.perf_counter() - t0)
+    rows.append(('QMP floor: the same request, rejected (query-status)',
+                 f'{statistics.median(floor) * 1e6:.0f} us',
+                 f'an empty query-status: '
+                 f'{statistics.median(empty) * 1e6:.0f} us'))
     vm.qmp.cmd('set-subpages', **{'gfns': gfns, 'wp-map': 0xffffffff})
 
     # under KVM each run is a memslot: 100,000 runs are refused

@@ -7,6 +7,7 @@
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import json
 import os
 import shutil
 import socket
@@ -48,6 +49,32 @@ class Qtest:
         self.cmd(f'writel 0x{addr:x} 0x{val:x}')
 
 
+class RawQmp:
+    """A synchronous QMP client on a plain socket, as a tool in C would
+    be: no event loop between the request and its reply."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.f = self.sock.makefile('rwb', buffering=0)
+        self.f.readline()
+        self.cmd('qmp_capabilities')
+
+    def cmd(self, name, args=None):
+        """The reply: a dict with 'return' or 'error'."""
+        msg = {'execute': name}
+        if args is not None:
+            msg['arguments'] = args
+        self.sock.sendall(json.dumps(msg).encode() + b'\n')
+        while True:
+            reply = json.loads(self.f.readline())
+            if 'return' in reply or 'error' in reply:
+                return reply
+
+    def close(self):
+        self.sock.close()
+
+
 class Vm:
     def __init__(self, qemu, accel, guest=None, mem='2G', extra=(),
                  start=True):
@@ -55,21 +82,24 @@ class Vm:
         from qemu.qmp.legacy import QEMUMonitorProtocol
         self.tmp = tempfile.mkdtemp(prefix='spp-bench-')
         qmp = os.path.join(self.tmp, 'qmp.sock')
+        raw = os.path.join(self.tmp, 'raw-qmp.sock')
         qt = os.path.join(self.tmp, 'qtest.sock')
         args = [qemu, '-machine', 'q35', '-m', mem, '-accel', accel,
                 '-display', 'none', '-nodefaults', '-S',
                 '-qmp', f'unix:{qmp},server=on,wait=off',
+                '-qmp', f'unix:{raw},server=on,wait=off',
                 '-chardev', f'socket,id=qt,path={qt},server=on,wait=off',
                 '-qtest', 'chardev:qt', '-qtest-log', '/dev/null', *extra]
         if guest:
             args += ['-bios', guest]
         self.proc = subprocess.Popen(args)
         for _ in range(400):
-            if os.path.exists(qmp) and os.path.exists(qt):
+            if all(os.path.exists(p) for p in (qmp, raw, qt)):
                 break
             time.sleep(0.025)
         self.qmp = QEMUMonitorProtocol(qmp)
         self.qmp.connect()
+        self.raw = RawQmp(raw)
         self.qt = Qtest(qt)
         if start:
             self.qmp.cmd('cont')
@@ -105,6 +135,7 @@ class Vm:
         return self.qmp.cmd('query-spp')
 
     def close(self):
+        self.raw.close()
         self.qmp.close()
         self.proc.terminate()
         self.proc.wait()
