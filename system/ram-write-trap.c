@@ -60,8 +60,8 @@ void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
     invalidate_and_set_dirty(mr, offset, size);
 }
 
-static MemTxResult write_trap_write(void *opaque, hwaddr addr, uint64_t data,
-                                    unsigned size, MemTxAttrs attrs)
+static void write_trap_store(hwaddr addr, uint64_t data, unsigned size,
+                             MemTxAttrs attrs)
 {
     ram_addr_t offset;
     RAMBlock *rb = qemu_ram_block_from_host(qemu_map_ram_ptr(NULL, addr),
@@ -76,6 +76,23 @@ static MemTxResult write_trap_write(void *opaque, hwaddr addr, uint64_t data,
     mask = memory_region_write_trapped(rb->mr, offset) ?
            write_trap_fn(rb->mr, offset, size, attrs) : 0xff;
     memory_region_ram_write_masked(rb->mr, offset, data, size, mask);
+}
+
+/*
+ * Translation clips to the page, but a write cache's accesses are not
+ * clipped: an 8-byte access may cross into the next page.
+ */
+static MemTxResult write_trap_write(void *opaque, hwaddr addr, uint64_t data,
+                                    unsigned size, MemTxAttrs attrs)
+{
+    hwaddr page = qemu_target_page_size();
+    unsigned first = MIN(size, page - (addr & (page - 1)));
+
+    write_trap_store(addr, data, first, attrs);
+    if (first < size) {
+        write_trap_store(addr + first, data >> (first * 8), size - first,
+                         attrs);
+    }
     return MEMTX_OK;
 }
 

@@ -164,13 +164,18 @@ unsigned spp_step_end(SppStep *step, MemTxAttrs attrs)
  */
 static SppStep *spp_qmp_step;
 
-SppStepResult *qmp_x_spp_step(bool has_gfns, uint64List *gfns, Error **errp)
+SppStepResult *qmp_x_spp_step(SppStepAction action, bool has_gfns,
+                              uint64List *gfns, Error **errp)
 {
     SppStepResult *res;
     uint64_t pages[SPP_STEP_MAX_PAGES];
     size_t n = 0;
 
-    if (!has_gfns) {
+    if (action == SPP_STEP_ACTION_END) {
+        if (has_gfns) {
+            error_setg(errp, "gfns are for beginning a step");
+            return NULL;
+        }
         if (!spp_qmp_step) {
             error_setg(errp, "no step in progress");
             return NULL;
@@ -182,6 +187,10 @@ SppStepResult *qmp_x_spp_step(bool has_gfns, uint64List *gfns, Error **errp)
     }
     if (spp_qmp_step) {
         error_setg(errp, "a step is in progress");
+        return NULL;
+    }
+    if (!has_gfns) {
+        error_setg(errp, "beginning a step needs gfns");
         return NULL;
     }
     if ((tcg_enabled() || kvm_enabled()) && runstate_is_running()) {

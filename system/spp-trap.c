@@ -99,9 +99,13 @@ static void spp_trap_run_add(SppTrapRun *run, MemoryRegion *mr, hwaddr offset,
 
 static void spp_trap_forget(SppTrapPage *p, SppTrapRun *run)
 {
-    spp_trap_run_add(run, p->mr, p->offset, false);
-    g_hash_table_remove(spp_trap.by_ram,
-                        GSIZE_TO_POINTER(spp_trap_ram_page(p->mr, p->offset)));
+    gpointer key = GSIZE_TO_POINTER(spp_trap_ram_page(p->mr, p->offset));
+
+    /* Another gfn mapping the same RAM page keeps it. */
+    if (g_hash_table_lookup(spp_trap.by_ram, key) == p) {
+        spp_trap_run_add(run, p->mr, p->offset, false);
+        g_hash_table_remove(spp_trap.by_ram, key);
+    }
     g_hash_table_remove(spp_trap.by_gfn, &p->gfn);
 }
 
@@ -312,11 +316,18 @@ static uint64_t spp_trap_regions(void)
 
 static uint64_t spp_trap_trapped_unprotected(void)
 {
-    uint64_t listed = spp_trap.by_gfn ? g_hash_table_size(spp_trap.by_gfn)
-                                      : 0;
+    uint64_t trapped = memory_write_trap_count(), listed = 0;
+    GHashTableIter it;
+    SppTrapPage *p;
 
     /* Every listed page is protected; count what else is trapped. */
-    return memory_write_trap_count() - listed;
+    if (spp_trap.by_gfn) {
+        g_hash_table_iter_init(&it, spp_trap.by_gfn);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p)) {
+            listed += memory_region_write_trapped(p->mr, p->offset);
+        }
+    }
+    return trapped > listed ? trapped - listed : 0;
 }
 
 static bool spp_trap_trapped(uint64_t gfn)

@@ -162,9 +162,11 @@ static const SppBackendOps kvm_spp_none_ops = {
 };
 
 /*
- * Each run of pages that becomes protected may split one memslot in
- * three: refuse, before anything changes, a request that could take
- * KVM past its memslot limit.
+ * Each run of pages that becomes protected, or unprotected inside a
+ * protected run, may split one memslot in three; a step fallback lifts
+ * up to SPP_STEP_MAX_PAGES pages, and must always find room.  Refuse,
+ * before anything changes, a request that could take KVM past its
+ * memslot limit.
  */
 static bool kvm_spp_check_slots(const SppRange *r, size_t n,
                                 const uint32_t *old, Error **errp)
@@ -175,14 +177,24 @@ static bool kvm_spp_check_slots(const SppRange *r, size_t n,
     size_t j;
 
     for (j = 0; j < n; j++) {
-        bool in_run = false;
+        for (i = 0; i < r[j].npages; k++, i++) {
+            uint64_t gfn = r[j].gfn + i, end = gfn;
+            bool prot = spp_get_vector(gfn) != SPP_WP_ALL;
 
-        for (i = 0; i < r[j].npages; i++) {
-            bool fresh = old[k++] == SPP_WP_ALL &&
-                         spp_get_vector(r[j].gfn + i) != SPP_WP_ALL;
-
-            runs += fresh && !in_run;
-            in_run = fresh;
+            if ((old[k] != SPP_WP_ALL) == prot) {
+                continue;
+            }
+            /* the run of pages that change the same way from here */
+            while (i + 1 < r[j].npages &&
+                   (old[k + 1] != SPP_WP_ALL) != prot &&
+                   (spp_get_vector(end + 1) != SPP_WP_ALL) == prot) {
+                i++;
+                k++;
+                end++;
+            }
+            /* released pages split a trapped run only inside one */
+            runs += prot || (gfn && spp_get_vector(gfn - 1) != SPP_WP_ALL &&
+                             spp_get_vector(end + 1) != SPP_WP_ALL);
         }
     }
     for (a = 0; a < s->nr_as; a++) {
@@ -190,12 +202,16 @@ static bool kvm_spp_check_slots(const SppRange *r, size_t n,
             used = MAX(used, (int)s->as[a].ml->nr_slots_used);
         }
     }
-    need = KVM_SPP_SLOTS_PER_RUN * runs;
+    if (!runs) {
+        return true;
+    }
+    need = KVM_SPP_SLOTS_PER_RUN * (runs + SPP_STEP_MAX_PAGES);
     if (used + need > s->nr_slots_max) {
-        error_setg(errp, "protecting these pages may need %" PRIu64 " more "
-                   "KVM memory slots (%" PRIu64 " new runs of protected "
-                   "pages), but KVM allows %d (KVM_CAP_NR_MEMSLOTS) and %d "
-                   "are in use", need, runs, s->nr_slots_max, used);
+        error_setg(errp, "this change may need %" PRIu64 " more KVM memory "
+                   "slots (%" PRIu64 " runs of pages change protection, "
+                   "and room for a step), but KVM allows %d "
+                   "(KVM_CAP_NR_MEMSLOTS) and %d are in use",
+                   need, runs, s->nr_slots_max, used);
         return false;
     }
     return true;

@@ -16,6 +16,8 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/rcu.h"
+#include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
 #include "system/accel-blocker.h"
 #include "system/kvm.h"
@@ -80,6 +82,43 @@ static KVMSlot *kvm_write_trap_find(KVMMemoryListener *kml, hwaddr from,
     return best;
 }
 
+typedef struct KvmWriteTrapRange {
+    hwaddr addr;
+    hwaddr start, end;
+} KvmWriteTrapRange;
+
+static bool kvm_write_trap_range_cb(Int128 start, Int128 len,
+                                    const MemoryRegion *mr,
+                                    hwaddr offset_in_region, void *opaque)
+{
+    KvmWriteTrapRange *r = opaque;
+    hwaddr s = int128_get64(start);
+
+    if (r->addr >= s && r->addr - s < int128_get64(len)) {
+        r->start = s;
+        r->end = s + int128_get64(len);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * The bounds of the range of @as's flat view that holds @addr: one
+ * section as the KVM listener got it.
+ */
+static void kvm_write_trap_section(AddressSpace *as, hwaddr addr,
+                                   hwaddr *start, hwaddr *end)
+{
+    KvmWriteTrapRange r = { .addr = addr, .start = addr, .end = addr };
+
+    WITH_RCU_READ_LOCK_GUARD() {
+        flatview_for_each_range(address_space_to_flatview(as),
+                                kvm_write_trap_range_cb, &r);
+    }
+    *start = r.start;
+    *end = r.end;
+}
+
 static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
                                    uint64_t size)
 {
@@ -110,13 +149,20 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
             hwaddr start = mem->start_addr, end = start + mem->memory_size;
             uint8_t *ram = mem->ram;
             MemoryRegionSection section;
+            hwaddr sec_start, sec_end;
 
-            /* Neighbours join only if they are slots of the same RAM. */
-            if (l && (uint8_t *)l->ram >= base) {
+            /*
+             * Neighbours join only if they are slots of the same section
+             * of the flat view: every other slot lookup expects a
+             * section's slots to start where the section starts.
+             */
+            kvm_write_trap_section(s->as[i].as, start, &sec_start, &sec_end);
+            if (l && (uint8_t *)l->ram >= base && l->start_addr >= sec_start) {
                 start = l->start_addr;
                 ram = l->ram;
             }
-            if (r && (uint8_t *)r->ram + r->memory_size <= mr_end) {
+            if (r && (uint8_t *)r->ram + r->memory_size <= mr_end &&
+                r->start_addr + r->memory_size <= sec_end) {
                 end = r->start_addr + r->memory_size;
             }
             section = (MemoryRegionSection) {

@@ -45,8 +45,9 @@ void memory_write_trap_set_handler(MemoryWriteTrapFn *fn);
  * Trap (@trap true) or release the target pages that hold
  * [@offset, @offset + @size) of the RAM region @mr.  Called with the
  * BQL held.  Outside a batch, when it returns, no vCPU writes to a
- * newly trapped page directly any more (except, when called from a vCPU
- * thread, that vCPU until the end of its current translation block).
+ * newly trapped page directly any more; except when called from a vCPU
+ * thread, where the TCG TLB flushes are only queued: every vCPU may
+ * store directly until it next leaves its translated code.
  */
 void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
                                   uint64_t size, bool trap);

@@ -318,9 +318,10 @@ def bench_step(qemu, n=300):
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            assert vm.qmp.cmd('x-spp-step', gfns=[target])['count'] == 1
+            assert vm.qmp.cmd('x-spp-step', action='begin',
+                              gfns=[target])['count'] == 1
             vm.qt.cmd(f'write 0x{(target << 12) + 2016:x} 64 0x{data}')
-            assert vm.qmp.cmd('x-spp-step')['count'] == 4
+            assert vm.qmp.cmd('x-spp-step', action='end')['count'] == 4
             times.append(time.perf_counter() - t0)
         info = vm.info()
         assert info['bytes-blocked'] == 32 * n
@@ -559,10 +560,10 @@ def main():
     out += ['## 7. The step fallback\'s memory-core cycle, without KVM', '',
             '| protection | median cycle |', '|---|---|']
     out += [f'| {a} | {b} |' for a, b in bench_step(qemu)]
-    out += ['', 'One cycle, through QMP: `x-spp-step` with the page '
-            '(copy the page, release its write trap), a 64-byte write '
-            'in place of the instruction, `x-spp-step` without (diff, judge, put '
-            'back, trap restored); 300 cycles, each blocking 32 bytes '
+    out += ['', 'One cycle, through QMP: `x-spp-step` begin (copy the '
+            'page, release its write trap), a 64-byte write in place of '
+            'the instruction, `x-spp-step` end (diff, judge, put back, '
+            'trap restored); 300 cycles, each blocking 32 bytes '
             '(4 violations).  Section 2 has the whole step under KVM.', '']
 
     out += ['## 8. Boot overhead', '', '| accelerator | no protection | '

@@ -430,8 +430,8 @@ static unsigned step_cmd(QTestState *qts, const char *args)
 
     if (!strcmp(words[0], "end")) {
         qobject_unref(gfns);
-        rsp = qtest_qmp_assert_success_ref(qts,
-                                           "{'execute': 'x-spp-step'}");
+        rsp = qtest_qmp_assert_success_ref(qts, "{'execute': 'x-spp-step', "
+                                           "'arguments': {'action': 'end'}}");
     } else {
         g_assert_cmpstr(words[0], ==, "begin");
         for (i = 1; words[i]; i++) {
@@ -441,8 +441,8 @@ static unsigned step_cmd(QTestState *qts, const char *args)
             qlist_append_int(gfns, gfn);
         }
         rsp = qtest_qmp_assert_success_ref(qts, "{'execute': 'x-spp-step', "
-                                           "'arguments': {'gfns': %p}}",
-                                           gfns);
+                                           "'arguments': {'action': 'begin', "
+                                           "'gfns': %p}}", gfns);
     }
     v = qdict_get_int(rsp, "count");
     qobject_unref(rsp);
