@@ -25,34 +25,24 @@
 #include "system/kvm-spp.h"
 #include "trace.h"
 
-/* The slot of @kml ending where @mem starts, in guest and host memory. */
-static KVMSlot *kvm_write_trap_left(KVMMemoryListener *kml, KVMSlot *mem)
+/*
+ * The slot of @kml that ends where @mem starts (@after false) or starts
+ * where @mem ends (@after true), in guest and in host memory.
+ */
+static KVMSlot *kvm_write_trap_next_to(KVMMemoryListener *kml, KVMSlot *mem,
+                                       bool after)
 {
+    KVMSlot *a, *b;
     int i;
 
     for (i = 0; i < kml->nr_slots_allocated; i++) {
         KVMSlot *s = &kml->slots[i];
 
-        if (s->memory_size && s->start_addr + s->memory_size ==
-            mem->start_addr && (uint8_t *)s->ram + s->memory_size ==
-            (uint8_t *)mem->ram) {
-            return s;
-        }
-    }
-    return NULL;
-}
-
-/* The slot of @kml starting where @mem ends, in guest and host memory. */
-static KVMSlot *kvm_write_trap_right(KVMMemoryListener *kml, KVMSlot *mem)
-{
-    int i;
-
-    for (i = 0; i < kml->nr_slots_allocated; i++) {
-        KVMSlot *s = &kml->slots[i];
-
-        if (s->memory_size && mem->start_addr + mem->memory_size ==
-            s->start_addr && (uint8_t *)mem->ram + mem->memory_size ==
-            (uint8_t *)s->ram) {
+        a = after ? mem : s;
+        b = after ? s : mem;
+        if (s->memory_size && a->start_addr + a->memory_size ==
+            b->start_addr && (uint8_t *)a->ram + a->memory_size ==
+            (uint8_t *)b->ram) {
             return s;
         }
     }
@@ -144,8 +134,8 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
         }
         qemu_mutex_lock(&kml_slots_lock);
         while ((mem = kvm_write_trap_find(kml, from, lo, hi))) {
-            KVMSlot *l = kvm_write_trap_left(kml, mem);
-            KVMSlot *r = kvm_write_trap_right(kml, mem);
+            KVMSlot *l = kvm_write_trap_next_to(kml, mem, false);
+            KVMSlot *r = kvm_write_trap_next_to(kml, mem, true);
             hwaddr start = mem->start_addr, end = start + mem->memory_size;
             uint8_t *ram = mem->ram;
             MemoryRegionSection section;
