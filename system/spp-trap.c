@@ -62,11 +62,6 @@ static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
                                 (offset & (SPP_PAGE_SIZE - 1)), size, attrs);
 }
 
-static void spp_trap_page_free(gpointer data)
-{
-    g_free(data);
-}
-
 /* A run of pages of one RAM region whose trap is to be set or cleared. */
 typedef struct SppTrapRun {
     MemoryRegion *mr;
@@ -136,39 +131,27 @@ static void spp_trap_sync(uint64_t gfn, MemoryRegion *mr, hwaddr offset,
     spp_trap_run_add(run, mr, offset, true);
 }
 
-/* Walk [gfn, gfn + npages) section by section and sync every page. */
-static void spp_trap_sync_range(uint64_t gfn, uint64_t npages,
-                                SppTrapRun *run)
+/* Sync every page of one section of the range (SppSectionFn). */
+static uint64_t spp_trap_sync_section(uint64_t gfn, uint64_t npages,
+                                      MemoryRegionSection *s, void *opaque)
 {
-    while (npages) {
-        hwaddr addr = gfn << SPP_PAGE_SHIFT;
-        uint64_t n = MIN(npages, SPP_FIND_MAX_PAGES);
-        MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
-                                                   n << SPP_PAGE_SHIFT);
-        uint64_t i;
+    SppTrapRun *run = opaque;
+    SppTrapPage *p;
+    uint64_t i;
 
-        if (s.mr && s.offset_within_address_space == addr &&
-            memory_region_is_ram(s.mr)) {
-            n = MIN(n, int128_get64(s.size) >> SPP_PAGE_SHIFT);
-            for (i = 0; i < n; i++) {
-                spp_trap_sync(gfn + i, s.mr, s.offset_within_region +
-                              (i << SPP_PAGE_SHIFT), run);
-            }
-        } else {
-            /* Not RAM (any more): nothing to trap there. */
-            SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfn);
-
-            n = 1;
-            if (p) {
-                spp_trap_forget(p, run);
-            }
+    if (s->mr && npages && memory_region_is_ram(s->mr)) {
+        for (i = 0; i < npages; i++) {
+            spp_trap_sync(gfn + i, s->mr, s->offset_within_region +
+                          (i << SPP_PAGE_SHIFT), run);
         }
-        if (s.mr) {
-            memory_region_unref(s.mr);
-        }
-        gfn += n;
-        npages -= n;
+        return npages;
     }
+    /* Not RAM (any more): nothing to trap there. */
+    p = g_hash_table_lookup(spp_trap.by_gfn, &gfn);
+    if (p) {
+        spp_trap_forget(p, run);
+    }
+    return 1;
 }
 
 /*
@@ -241,7 +224,7 @@ static void spp_trap_init(void)
     assert(qemu_target_page_bits() == SPP_PAGE_SHIFT);
     memory_write_trap_set_handler(spp_trap_write);
     spp_trap.by_gfn = g_hash_table_new_full(g_int64_hash, g_int64_equal,
-                                            NULL, spp_trap_page_free);
+                                            NULL, g_free);
     spp_trap.by_ram = g_hash_table_new(NULL, NULL);
     spp_trap.rams = g_hash_table_new(NULL, NULL);
     spp_trap.lifted = g_array_new(false, false, sizeof(uint64_t));
@@ -266,7 +249,8 @@ static bool spp_trap_update(const SppRange *r, size_t n, const uint32_t *old,
     for (i = 0; i < n; i++) {
         uint64_t before = g_hash_table_size(spp_trap.by_gfn);
 
-        spp_trap_sync_range(r[i].gfn, r[i].npages, &run);
+        spp_for_each_section(r[i].gfn, r[i].npages, spp_trap_sync_section,
+                             &run);
         dropped |= g_hash_table_size(spp_trap.by_gfn) < before;
     }
     spp_trap_run_flush(&run);
@@ -340,7 +324,6 @@ static bool spp_trap_trapped(uint64_t gfn)
 
 static void spp_trap_lift(const uint64_t *gfns, size_t n)
 {
-    SppTrapRun run = { 0 };
     guint i;
 
     if (!spp_trap.by_gfn) {
@@ -361,8 +344,8 @@ static void spp_trap_lift(const uint64_t *gfns, size_t n)
         SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfns[i]);
 
         if (p) {
-            spp_trap_run_add(&run, p->mr, p->offset, false);
-            spp_trap_run_flush(&run);
+            memory_region_set_write_trap(p->mr, p->offset, SPP_PAGE_SIZE,
+                                         false);
             g_array_append_val(spp_trap.lifted, gfns[i]);
         }
     }

@@ -214,6 +214,55 @@ static bool spp_section_is_guest_ram(MemoryRegionSection *s)
            mr->owner && object_dynamic_cast(mr->owner, TYPE_MEMORY_BACKEND);
 }
 
+bool spp_for_each_section(uint64_t gfn, uint64_t npages, SppSectionFn *fn,
+                          void *opaque)
+{
+    /* Walk in pages: the byte address of the end may not fit in 64 bits. */
+    while (npages) {
+        hwaddr addr = gfn << SPP_PAGE_SHIFT;
+        uint64_t len = MIN(npages, SPP_FIND_MAX_PAGES) << SPP_PAGE_SHIFT;
+        MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
+                                                   len);
+        MemoryRegion *found = s.mr;
+        uint64_t pages = 0, done;
+
+        if (s.mr && s.offset_within_address_space == addr) {
+            pages = MIN(int128_get64(s.size) >> SPP_PAGE_SHIFT, npages);
+        } else {
+            s.mr = NULL;
+        }
+        done = fn(gfn, pages, &s, opaque);
+        if (found) {
+            memory_region_unref(found);
+        }
+        if (!done) {
+            return false;
+        }
+        gfn += done;
+        npages -= done;
+    }
+    return true;
+}
+
+static uint64_t spp_check_section(uint64_t gfn, uint64_t npages,
+                                  MemoryRegionSection *s, void *opaque)
+{
+    Error **errp = opaque;
+
+    if (s->mr && npages && spp_section_is_guest_ram(s)) {
+        return npages;
+    }
+    if (s->mr) {
+        error_setg(errp, "page 0x%" PRIx64 " (gpa 0x%" HWADDR_PRIx
+                   ") is not guest RAM: it belongs to '%s'",
+                   gfn, gfn << SPP_PAGE_SHIFT, memory_region_name(s->mr));
+    } else {
+        error_setg(errp, "page 0x%" PRIx64 " (gpa 0x%" HWADDR_PRIx
+                   ") is outside guest RAM", gfn, gfn << SPP_PAGE_SHIFT);
+    }
+    return 0;
+}
+
 static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
 {
     if (npages == 0) {
@@ -226,37 +275,7 @@ static bool spp_check_range(uint64_t gfn, uint64_t npages, Error **errp)
                    gfn, npages);
         return false;
     }
-
-    /* Walk in pages: the byte address of the end may not fit in 64 bits. */
-    while (npages) {
-        hwaddr addr = gfn << SPP_PAGE_SHIFT;
-        uint64_t len = MIN(npages, SPP_FIND_MAX_PAGES) << SPP_PAGE_SHIFT;
-        MemoryRegionSection s = memory_region_find(get_system_memory(), addr,
-                                                   len);
-        uint64_t pages = s.mr ? int128_get64(s.size) >> SPP_PAGE_SHIFT : 0;
-        bool ok = s.mr && s.offset_within_address_space == addr &&
-                  pages && spp_section_is_guest_ram(&s);
-
-        if (!ok) {
-            if (s.mr && s.offset_within_address_space == addr) {
-                error_setg(errp, "page 0x%" PRIx64 " (gpa 0x%" HWADDR_PRIx
-                           ") is not guest RAM: it belongs to '%s'",
-                           gfn, addr, memory_region_name(s.mr));
-            } else {
-                error_setg(errp, "page 0x%" PRIx64 " (gpa 0x%" HWADDR_PRIx
-                           ") is outside guest RAM", gfn, addr);
-            }
-            if (s.mr) {
-                memory_region_unref(s.mr);
-            }
-            return false;
-        }
-        memory_region_unref(s.mr);
-        pages = MIN(pages, npages);
-        gfn += pages;
-        npages -= pages;
-    }
-    return true;
+    return spp_for_each_section(gfn, npages, spp_check_section, errp);
 }
 
 /* Store and enforce the ranges, all or nothing.  Called with the BQL. */
@@ -565,7 +584,7 @@ SppInfo *qmp_query_spp(Error **errp)
     info->policy = spp.policy;
     info->event_rate = spp.event_rate;
     info->protected_pages = spp.nprot;
-    info->regions = spp.ops->regions();
+    info->regions = spp.ops->regions ? spp.ops->regions() : 0;
     info->trapped_unprotected_pages = spp.ops->trapped_unprotected ?
                                       spp.ops->trapped_unprotected() : 0;
     info->violations = spp.violations;

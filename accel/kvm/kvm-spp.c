@@ -94,15 +94,9 @@ static bool kvm_spp_hw_update(const SppRange *r, size_t n,
     return kvm_spp_set_ranges(&kvm_spp_kernel, r, n, old, errp);
 }
 
-static uint64_t kvm_spp_hw_regions(void)
-{
-    return 0;
-}
-
 static const SppBackendOps kvm_spp_hw_ops = {
     .kind = SPP_BACKEND_HARDWARE,
     .update = kvm_spp_hw_update,
-    .regions = kvm_spp_hw_regions,
 };
 
 bool kvm_spp_hw_active(void)
@@ -150,15 +144,9 @@ static bool kvm_spp_none_update(const SppRange *r, size_t n,
     return false;
 }
 
-static uint64_t kvm_spp_none_regions(void)
-{
-    return 0;
-}
-
 static const SppBackendOps kvm_spp_none_ops = {
     .kind = SPP_BACKEND_EMULATED,
     .update = kvm_spp_none_update,
-    .regions = kvm_spp_none_regions,
 };
 
 /*

@@ -13,10 +13,23 @@
 #ifndef SYSTEM_SPP_BACKEND_H
 #define SYSTEM_SPP_BACKEND_H
 
+#include "exec/memory.h"
 #include "system/spp.h"
 
 /* Most pages one memory_region_find() covers when walking a range. */
 #define SPP_FIND_MAX_PAGES  (1ULL << 40)
+
+/*
+ * Walk [@gfn, @gfn + @npages) of system memory section by section:
+ * @fn gets the section that starts at page @gfn (s->mr NULL when none
+ * does) and @npages, the pages of it within the range (0 when none),
+ * and returns how many pages it handled (at least 1) or 0 to stop.
+ * Returns false when @fn stopped the walk.
+ */
+typedef uint64_t SppSectionFn(uint64_t gfn, uint64_t npages,
+                              MemoryRegionSection *s, void *opaque);
+bool spp_for_each_section(uint64_t gfn, uint64_t npages, SppSectionFn *fn,
+                          void *opaque);
 
 /* A vector applied to a range of pages. */
 typedef struct SppRange {
@@ -40,7 +53,7 @@ typedef struct SppBackendOps {
      */
     bool (*update)(const SppRange *r, size_t n, const uint32_t *old,
                    Error **errp);
-    /* Number of memory regions (or slots) the backend uses, for stats. */
+    /* Number of memory regions (or slots) the backend uses; NULL: none. */
     uint64_t (*regions)(void);
     /* Unprotected pages whose writes it traps anyway; NULL: none. */
     uint64_t (*trapped_unprotected)(void);
