@@ -2,7 +2,8 @@
  * Write traps on RAM (see include/exec/ram-write-trap.h)
  *
  * Each RAMBlock with trapped pages has a bitmap, one bit per target
- * page, allocated on the first trap and freed with the block.  The
+ * page, allocated on the first trap and freed (after an RCU grace
+ * period) when its last trap is released or with the block.  The
  * memory core consults it where it decides that a write may go
  * straight to host memory: flatview_translate() and the region caches
  * hand trapped pages to the write-trap region below, and TCG's TLB fill
@@ -41,23 +42,65 @@ static MemTxResult write_trap_read(void *opaque, hwaddr addr, uint64_t *data,
     return MEMTX_OK;
 }
 
+/*
+ * Store all @size bytes of @data at @host as one access where the guest
+ * made one: an aligned store of 2, 4 or 8 bytes is a single host store,
+ * so another vCPU reading the location sees the old or the new value,
+ * never a mix (a guest's aligned store is atomic on x86).
+ */
+static void write_trap_store_whole(uint8_t *host, uint64_t data,
+                                   unsigned size)
+{
+    if (size > 1 && QEMU_IS_ALIGNED((uintptr_t)host, size)) {
+        switch (size) {
+        case 2:
+            qatomic_set((uint16_t *)host, cpu_to_le16(data));
+            return;
+        case 4:
+            qatomic_set((uint32_t *)host, cpu_to_le32(data));
+            return;
+        case 8:
+            qatomic_set__nocheck((uint64_t *)host, cpu_to_le64(data));
+            return;
+        }
+    }
+    stn_le_p(host, size, data);
+}
+
 void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
                                     uint64_t data, unsigned size,
                                     uint8_t mask)
 {
     uint8_t *host = (uint8_t *)memory_region_get_ram_ptr(mr) + offset;
-    uint8_t bytes[8];
-    unsigned i;
+    uint8_t full = MAKE_64BIT_MASK(0, size), bytes[8];
+    unsigned i, first, last;
 
-    assert(size <= sizeof(bytes));
-    stn_le_p(bytes, size, data);
-    for (i = 0; i < size; i++) {
-        if (mask & (1U << i)) {
-            host[i] = bytes[i];
+    assert(size >= 1 && size <= sizeof(bytes));
+    mask &= full;
+    if (!mask) {
+        /*
+         * Nothing landed: the page is not dirty and its translated code
+         * is still valid (a guest retrying a blocked write must not make
+         * TCG retranslate it, nor migration send it again).
+         */
+        return;
+    }
+    if (mask == full) {
+        write_trap_store_whole(host, data, size);
+        first = 0;
+        last = size - 1;
+    } else {
+        stn_le_p(bytes, size, data);
+        first = ctz32(mask);
+        last = 31 - clz32(mask);
+        for (i = first; i <= last; i++) {
+            if (mask & (1U << i)) {
+                host[i] = bytes[i];
+            }
         }
     }
     /* Migration dirty tracking and TCG's translated-code invalidation. */
-    invalidate_and_set_dirty(mr, offset, size);
+    invalidate_and_set_dirty(mr, offset + first, last - first + 1);
 }
 
 static void write_trap_store(hwaddr addr, uint64_t data, unsigned size,
@@ -96,6 +139,12 @@ static MemTxResult write_trap_write(void *opaque, hwaddr addr, uint64_t data,
     return MEMTX_OK;
 }
 
+/*
+ * The region's accesses do not take the BQL (memory_region_is_write_trap()
+ * in prepare_mmio_access()): an iothread's ring update that lands on a
+ * trapped page must not wait for a main loop that may itself be waiting
+ * for the iothread (stop, drain).  The handler is thread-safe instead.
+ */
 static const MemoryRegionOps write_trap_ops = {
     .read_with_attrs = write_trap_read,
     .write_with_attrs = write_trap_write,
@@ -122,6 +171,11 @@ MemoryRegion *memory_write_trap_region(void)
     return &write_trap_mr;
 }
 
+bool memory_region_is_write_trap(MemoryRegion *mr)
+{
+    return mr == &write_trap_mr;
+}
+
 void memory_write_trap_set_handler(MemoryWriteTrapFn *fn)
 {
     assert(!write_trap_pages);
@@ -137,7 +191,8 @@ uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
                                       uint64_t len, bool *trapped)
 {
     RAMBlock *rb = mr->ram_block;
-    unsigned long *map = rb ? qatomic_read(&rb->write_trap) : NULL;
+    RAMWriteTrap *t = rb ? qatomic_read(&rb->write_trap) : NULL;
+    unsigned long *map = t ? t->map : NULL;
     unsigned bits = qemu_target_page_bits();
     uint64_t page = offset >> bits, end = (offset + len) >> bits, next;
 
@@ -159,23 +214,24 @@ MemoryRegion *memory_write_trap_translate(MemoryRegion *mr, hwaddr *xlat,
                                           hwaddr *plen)
 {
     RAMBlock *rb = mr->ram_block;
-    unsigned long *map = rb ? qatomic_read(&rb->write_trap) : NULL;
+    RAMWriteTrap *t = rb ? qatomic_rcu_read(&rb->write_trap) : NULL;
     unsigned bits;
-    uint64_t page, npages, next;
+    uint64_t page, end, next;
 
-    if (likely(!map)) {
+    if (likely(!t) || !*plen) {
         return mr;
     }
     bits = qemu_target_page_bits();
     page = *xlat >> bits;
-    npages = rb->max_length >> bits;
-    if (test_bit(page, map)) {
+    if (test_bit(page, t->map)) {
         *plen = MIN(*plen, ((page + 1) << bits) - *xlat);
         *xlat += rb->offset;
         return &write_trap_mr;
     }
-    next = find_next_bit(map, npages, page);
-    if (next < npages) {
+    /* Look no further than the access: its cost must not be the block's. */
+    end = MIN(rb->max_length - 1, *xlat + *plen - 1) >> bits;
+    next = find_next_bit(t->map, end + 1, page);
+    if (next <= end) {
         *plen = MIN(*plen, (next << bits) - *xlat);
     }
     return mr;
@@ -236,6 +292,7 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
     RAMBlock *rb = mr->ram_block;
     unsigned bits = qemu_target_page_bits();
     uint64_t first, end, changed = 0, i;
+    RAMWriteTrap *t;
     unsigned long *map;
     bool fresh = false;
 
@@ -244,15 +301,17 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
     assert(offset < rb->max_length && size <= rb->max_length - offset);
     assert(!trap || write_trap_fn);
 
-    map = rb->write_trap;
-    if (!map) {
+    t = rb->write_trap;
+    if (!t) {
         if (!trap) {
             return;
         }
-        map = bitmap_new(rb->max_length >> bits);
-        qatomic_set(&rb->write_trap, map);
+        t = g_malloc0(sizeof(*t) + BITS_TO_LONGS(rb->max_length >> bits) *
+                      sizeof(unsigned long));
+        qatomic_rcu_set(&rb->write_trap, t);
         fresh = true;
     }
+    map = t->map;
     first = offset >> bits;
     end = (offset + size - 1) >> bits;
     for (i = first; i <= end; i++) {
@@ -267,18 +326,31 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
     }
     if (trap) {
         write_trap_pages += changed;
+        t->count += changed;
     } else {
         write_trap_pages -= changed;
+        t->count -= changed;
     }
     trace_memory_region_set_write_trap(memory_region_name(mr), offset, size,
                                        trap, changed);
     if (changed && write_trap_accel_fn) {
         write_trap_accel_fn(mr, offset, size);
     }
-    if (fresh) {
+    if (!t->count) {
+        /*
+         * The block's last trap is gone: back on the direct path.  A
+         * reader still in a critical section sees the old bitmap, with
+         * no bit set, which lets every write through.
+         */
+        qatomic_rcu_set(&rb->write_trap, NULL);
+        g_free_rcu(t, rcu);
+    }
+    if (fresh || !rb->write_trap) {
         /*
          * Region caches made before this block had traps may hold a
-         * direct pointer into it: have their owners make them again.
+         * direct pointer into it, and those made while it had some send
+         * every write through the trap region: have their owners make
+         * them again.
          */
         memory_region_transaction_force_update();
     }

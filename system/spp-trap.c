@@ -49,16 +49,25 @@ static gsize spp_trap_ram_page(MemoryRegion *mr, hwaddr offset)
     return (memory_region_get_ram_addr(mr) + offset) >> SPP_PAGE_SHIFT;
 }
 
+/*
+ * The write-trap handler: from any thread, with or without the BQL.
+ * by_ram is read and changed under the core's lock.
+ */
 static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
                               MemTxAttrs attrs)
 {
-    SppTrapPage *p = g_hash_table_lookup(spp_trap.by_ram,
-                        GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
+    SppTrapPage *p;
+    uint64_t gfn;
 
-    if (!p) {
+    spp_lock();
+    p = g_hash_table_lookup(spp_trap.by_ram,
+                            GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
+    gfn = p ? p->gfn : UINT64_MAX;
+    spp_unlock();
+    if (gfn == UINT64_MAX) {
         return 0xff;
     }
-    return spp_judge_write_mask((p->gfn << SPP_PAGE_SHIFT) |
+    return spp_judge_write_mask((gfn << SPP_PAGE_SHIFT) |
                                 (offset & (SPP_PAGE_SIZE - 1)), size, attrs);
 }
 
@@ -96,10 +105,17 @@ static void spp_trap_forget(SppTrapPage *p, SppTrapRun *run)
 {
     gpointer key = GSIZE_TO_POINTER(spp_trap_ram_page(p->mr, p->offset));
 
+    bool release = false;
+
     /* Another gfn mapping the same RAM page keeps it. */
+    spp_lock();
     if (g_hash_table_lookup(spp_trap.by_ram, key) == p) {
-        spp_trap_run_add(run, p->mr, p->offset, false);
         g_hash_table_remove(spp_trap.by_ram, key);
+        release = true;
+    }
+    spp_unlock();
+    if (release) {
+        spp_trap_run_add(run, p->mr, p->offset, false);
     }
     g_hash_table_remove(spp_trap.by_gfn, &p->gfn);
 }
@@ -121,8 +137,10 @@ static void spp_trap_sync(uint64_t gfn, MemoryRegion *mr, hwaddr offset,
     p = g_new(SppTrapPage, 1);
     *p = (SppTrapPage) { .gfn = gfn, .mr = mr, .offset = offset };
     g_hash_table_insert(spp_trap.by_gfn, &p->gfn, p);
+    spp_lock();
     g_hash_table_insert(spp_trap.by_ram,
                         GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)), p);
+    spp_unlock();
     if (!g_hash_table_contains(spp_trap.rams, mr)) {
         /* Keep the RAMBlock while pages of it are listed. */
         object_ref(mr->owner);
@@ -222,7 +240,6 @@ static void spp_trap_init(void)
         return;
     }
     assert(qemu_target_page_bits() == SPP_PAGE_SHIFT);
-    memory_write_trap_set_handler(spp_trap_write);
     spp_trap.by_gfn = g_hash_table_new_full(g_int64_hash, g_int64_equal,
                                             NULL, g_free);
     spp_trap.by_ram = g_hash_table_new(NULL, NULL);
@@ -235,6 +252,7 @@ static void spp_trap_init(void)
         .priority = MEMORY_LISTENER_PRIORITY_MIN,
     };
     memory_listener_register(&spp_trap.listener, &address_space_memory);
+    memory_write_trap_set_handler(spp_trap_write);
 }
 
 static bool spp_trap_update(const SppRange *r, size_t n, const uint32_t *old,

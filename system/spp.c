@@ -44,7 +44,23 @@ typedef struct SppChunk {
     unsigned nprot;
 } SppChunk;
 
+/* A sub-page the "unprotect" policy opened, for spp_opened_bh(). */
+typedef struct SppOpened {
+    uint64_t gfn;
+    uint32_t old;                /* the vector before the first opening */
+} SppOpened;
+
+/*
+ * Locking: the BQL serialises changes of the vectors (set-subpage,
+ * migration, unplug) and of the backends.  Writes are judged from any
+ * thread, without the BQL (a vCPU, an iothread's ring update), so the
+ * judgement and everything it reads or changes (the vectors, the
+ * counters, the event window) is also under @lock.  A change takes the
+ * BQL, then @lock, and drops @lock before it calls the backend, which
+ * may wait for vCPUs that are waiting for @lock.
+ */
 typedef struct SppState {
+    QemuMutex lock;
     GTree *chunks;               /* chunk index -> SppChunk, sorted */
     uint64_t nprot;              /* pages whose vector is not SPP_WP_ALL */
     SppPolicy policy;
@@ -67,6 +83,9 @@ typedef struct SppState {
     uint32_t mig_n;
     uint64_t *mig_gfns;
     uint32_t *mig_vecs;
+
+    /* Sub-pages the "unprotect" policy opened, for the backend. */
+    GArray *opened;              /* of SppOpened */
 } SppState;
 
 static SppState spp = {
@@ -99,6 +118,16 @@ void spp_backend_lift(const uint64_t *gfns, size_t n)
     if (spp.ops->lift) {
         spp.ops->lift(gfns, n);
     }
+}
+
+void spp_lock(void)
+{
+    qemu_mutex_lock(&spp.lock);
+}
+
+void spp_unlock(void)
+{
+    qemu_mutex_unlock(&spp.lock);
 }
 
 SppPolicy spp_get_policy(void)
@@ -295,20 +324,24 @@ static bool spp_apply_ranges(const SppRange *r, size_t n, Error **errp)
                    total);
         return false;
     }
+    spp_lock();
     for (j = 0, k = 0; j < n; j++) {
         for (i = 0; i < r[j].npages; i++) {
             old[k++] = spp_get_vector(r[j].gfn + i);
         }
         spp_store_range(r[j].gfn, r[j].npages, r[j].wp);
     }
+    spp_unlock();
     if (!spp.ops->update(r, n, old, errp)) {
         /* Undo in reverse order, so overlapping ranges get their values. */
+        spp_lock();
         for (j = n; j-- > 0;) {
             k -= r[j].npages;
             for (i = 0; i < r[j].npages; i++) {
                 spp_store_range(r[j].gfn + i, 1, old[k + i]);
             }
         }
+        spp_unlock();
         return false;
     }
     for (j = 0; j < n; j++) {
@@ -379,6 +412,74 @@ static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
     spp.pending_suppressed = 0;
 }
 
+/*
+ * The backends learn of the sub-pages the "unprotect" policy opened from
+ * the main loop: a change of enforcement needs the BQL, and may fail (a
+ * memslot more), which must not harm the guest.  The vector is already
+ * open, so the judgement lets the writes through meanwhile.
+ */
+static void spp_opened_bh(void *opaque)
+{
+    g_autoptr(GArray) q = NULL;
+    guint i;
+
+    spp_lock();
+    q = spp.opened;
+    spp.opened = NULL;
+    spp_unlock();
+    for (i = 0; q && i < q->len; i++) {
+        SppOpened *o = &g_array_index(q, SppOpened, i);
+        SppRange r = { .gfn = o->gfn, .npages = 1 };
+        Error *err = NULL;
+
+        spp_lock();
+        r.wp = spp_get_vector(o->gfn);
+        spp_store_range(o->gfn, 1, r.wp);   /* drops an empty chunk */
+        spp_unlock();
+        if (!spp.ops->update(&r, 1, &o->old, &err)) {
+            warn_report_err_once(err);
+        }
+    }
+}
+
+/*
+ * Open sub-page @sub of protected page @gfn in place, with @lock held:
+ * only a vector changes, never the shape of the chunk tree, which
+ * readers holding only the BQL may walk.
+ */
+static void spp_open_subpage(uint64_t gfn, unsigned sub)
+{
+    SppChunk *c = spp_chunk(gfn, false);
+    uint32_t *v, old;
+    SppOpened o;
+    guint i;
+
+    if (!c) {
+        return;
+    }
+    v = &c->vec[gfn & (SPP_CHUNK_PAGES - 1)];
+    old = *v;
+    if ((old >> sub) & 1) {
+        return;
+    }
+    qatomic_set(v, old | (1U << sub));
+    if (*v == SPP_WP_ALL) {
+        c->nprot--;
+        qatomic_set(&spp.nprot, spp.nprot - 1);
+    }
+    if (!spp.opened) {
+        spp.opened = g_array_new(false, false, sizeof(SppOpened));
+        aio_bh_schedule_oneshot(qemu_get_aio_context(), spp_opened_bh, NULL);
+    }
+    for (i = 0; i < spp.opened->len; i++) {
+        if (g_array_index(spp.opened, SppOpened, i).gfn == gfn) {
+            return;
+        }
+    }
+    o = (SppOpened) { .gfn = gfn, .old = old };
+    g_array_append_val(spp.opened, o);
+}
+
 __thread uint64_t spp_tcg_store_seq;
 
 /*
@@ -406,8 +507,8 @@ static bool spp_same_access(bool from_cpu, hwaddr gpa, unsigned size)
     return same;
 }
 
-bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
-                     bool *allowed)
+static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
+                                   MemTxAttrs attrs, bool *allowed)
 {
     bool from_cpu = current_cpu && !attrs.unspecified;
     int cpu_index = from_cpu ? current_cpu->cpu_index : -1;
@@ -467,15 +568,9 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
     case SPP_POLICY_UNPROTECT:
         for (i = 0; i < size; i++) {
             hwaddr a = gpa + i;
-            uint64_t page = a >> SPP_PAGE_SHIFT;
-            unsigned sub = spp_subpage_of(a);
-            uint32_t wp = spp_get_vector(page);
 
-            if (!allowed[i] && !((wp >> sub) & 1)) {
-                SppRange r = { .gfn = page, .npages = 1,
-                               .wp = wp | (1U << sub) };
-
-                spp_set_ranges(&r, 1, &error_abort);
+            if (!allowed[i]) {
+                spp_open_subpage(a >> SPP_PAGE_SHIFT, spp_subpage_of(a));
             }
             allowed[i] = true;
         }
@@ -496,6 +591,17 @@ bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
                        action);
     }
     return true;
+}
+
+bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
+                     bool *allowed)
+{
+    bool violated;
+
+    spp_lock();
+    violated = spp_judge_write_locked(gpa, size, attrs, allowed);
+    spp_unlock();
+    return violated;
 }
 
 /* QMP */
@@ -587,12 +693,14 @@ SppInfo *qmp_query_spp(Error **errp)
     info->regions = spp.ops->regions ? spp.ops->regions() : 0;
     info->trapped_unprotected_pages = spp.ops->trapped_unprotected ?
                                       spp.ops->trapped_unprotected() : 0;
+    spp_lock();
     info->violations = spp.violations;
     info->violations_cpu = spp.violations_cpu;
     info->violations_device = spp.violations_device;
     info->bytes_blocked = spp.bytes_blocked;
     info->events_sent = spp.events_sent;
     info->events_suppressed = spp.events_suppressed;
+    spp_unlock();
     return info;
 }
 
@@ -693,8 +801,10 @@ static int spp_pre_save(void *opaque)
     spp.mig_vecs = g_new(uint32_t, spp.nprot);
     spp.mig_n = 0;
     spp.mig_policy = spp.policy;
+    spp_lock();
     g_tree_foreach(spp.chunks, spp_flatten, NULL);
     assert(spp.mig_n == spp.nprot);
+    spp_unlock();
     return 0;
 }
 
@@ -774,6 +884,7 @@ static Notifier spp_machine_done_notifier = {
 /* The state exists from start-up; a backend installs itself then too. */
 static void spp_register(void)
 {
+    qemu_mutex_init(&spp.lock);
     spp.chunks = g_tree_new_full(spp_key_cmp, NULL, NULL, g_free);
     qemu_add_machine_init_done_notifier(&spp_machine_done_notifier);
 }

@@ -121,8 +121,12 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
     /*
      * A slot is deleted before its pieces are added: as in
      * kvm_region_commit(), no vCPU may run meanwhile, or a fetch from
-     * the gap would look like MMIO to KVM.
+     * the gap would look like MMIO to KVM.  The locks are taken in
+     * kvm_region_commit()'s order, slots first: a thread that holds the
+     * slots lock may be in a VM ioctl (the migration thread's
+     * KVM_CLEAR_DIRTY_LOG), which waits while the ioctls are inhibited.
      */
+    qemu_mutex_lock(&kml_slots_lock);
     accel_ioctl_inhibit_begin();
     for (i = 0; i < s->nr_as; i++) {
         KVMMemoryListener *kml = s->as[i].ml;
@@ -132,7 +136,6 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
         if (!kml) {
             continue;
         }
-        qemu_mutex_lock(&kml_slots_lock);
         while ((mem = kvm_write_trap_find(kml, from, lo, hi))) {
             KVMSlot *l = kvm_write_trap_next_to(kml, mem, false);
             KVMSlot *r = kvm_write_trap_next_to(kml, mem, true);
@@ -166,9 +169,9 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
             kvm_set_phys_mem(kml, &section, true);
             from = end;
         }
-        qemu_mutex_unlock(&kml_slots_lock);
     }
     accel_ioctl_inhibit_end();
+    qemu_mutex_unlock(&kml_slots_lock);
 }
 
 bool kvm_write_trap_init(KVMState *s)

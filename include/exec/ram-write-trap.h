@@ -28,12 +28,14 @@
 #include "exec/ramblock.h"
 #include "exec/target_page.h"
 #include "qemu/bitops.h"
+#include "qemu/rcu.h"
 
 /*
  * The handler judges a write of @size bytes (1 to 8, within one target
  * page) at @offset of the RAM region @mr, made with @attrs.  It returns
  * a mask of the bytes that may land: bit i for byte @offset + i.  It is
- * called with the BQL held.
+ * called from any thread (vCPUs, iothreads, the main loop), with or
+ * without the BQL, so it must be thread-safe and must not take the BQL.
  */
 typedef uint8_t MemoryWriteTrapFn(MemoryRegion *mr, hwaddr offset,
                                   unsigned size, MemTxAttrs attrs);
@@ -62,14 +64,24 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
 void memory_write_trap_begin(void);
 void memory_write_trap_commit(void);
 
+/*
+ * The trapped pages of a RAMBlock (RAMBlock::write_trap, NULL when it has
+ * none): read under RCU or with the BQL held; changed with the BQL.
+ */
+typedef struct RAMWriteTrap {
+    struct rcu_head rcu;
+    uint64_t count;             /* bits set in @map */
+    unsigned long map[];        /* one bit per target page */
+} RAMWriteTrap;
+
 /* Whether the target page holding @offset of RAM region @mr is trapped. */
 static inline bool memory_region_write_trapped(MemoryRegion *mr,
                                                hwaddr offset)
 {
-    unsigned long *map = mr->ram_block ?
-        qatomic_read(&mr->ram_block->write_trap) : NULL;
+    RAMWriteTrap *t = mr->ram_block ?
+        qatomic_rcu_read(&mr->ram_block->write_trap) : NULL;
 
-    return unlikely(map) && test_bit(offset >> qemu_target_page_bits(), map);
+    return unlikely(t) && test_bit(offset >> qemu_target_page_bits(), t->map);
 }
 
 /*
@@ -109,6 +121,12 @@ uint64_t memory_write_trap_count(void);
  */
 #define MEMORY_WRITE_TRAP_SECTION 1
 MemoryRegion *memory_write_trap_region(void);
+
+/*
+ * Whether @mr is the write-trap region, whose accesses the memory core
+ * makes without the BQL (its handler is thread-safe).
+ */
+bool memory_region_is_write_trap(MemoryRegion *mr);
 
 /*
  * For a write translated to @mr at *@xlat: when the page is trapped,

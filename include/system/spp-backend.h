@@ -70,6 +70,14 @@ typedef struct SppBackendOps {
 /* Use @ops from now on (before any page is protected). */
 void spp_set_backend(const SppBackendOps *ops, const char *reason);
 
+/*
+ * The core's lock (see system/spp.c): backends take it around the state
+ * their write handler reads without the BQL.  Never held while calling
+ * into the memory core or a backend.
+ */
+void spp_lock(void);
+void spp_unlock(void);
+
 
 /* The backend's trapped() and lift(), for the step fallback. */
 bool spp_backend_trapped(uint64_t gfn);

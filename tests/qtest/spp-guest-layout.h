@@ -14,6 +14,8 @@
 #define SPP_PAGE_Q          0x101000
 
 #define SPP_STACK_TOP       0x180000
+/* The stack of AP n (from 0) ends at SPP_AP_STACK_TOP - 4 KiB * n. */
+#define SPP_AP_STACK_TOP    0x170000
 
 /* An unprotected, 64-byte aligned area for xsave. */
 #define SPP_XSAVE_SCRATCH   0x300000
@@ -29,6 +31,34 @@
 #define SPP_MB_KIND         (SPP_MB_BASE + 24)
 #define SPP_MB_READY_MAGIC  0x53505021
 
+/*
+ * SMP jobs: SPP_CMD_SMP_START wakes the other vCPUs (APs), which count
+ * themselves in SPP_MB_APS and then wait for SPP_SMP_GEN to change; each
+ * change runs the job SPP_SMP_CMD (SPP_JOB_*) with SPP_SMP_ARG and
+ * SPP_SMP_ADDR once on every AP, which then increments SPP_SMP_DONE.
+ * SPP_CMD_SMP_JOB runs the same job on the first vCPU.
+ */
+#define SPP_MB_APS          (SPP_MB_BASE + 28)
+#define SPP_SMP_GEN         (SPP_MB_BASE + 32)
+#define SPP_SMP_CMD         (SPP_MB_BASE + 36)
+#define SPP_SMP_ARG         (SPP_MB_BASE + 40)
+#define SPP_SMP_ADDR        (SPP_MB_BASE + 44)
+#define SPP_SMP_DONE        (SPP_MB_BASE + 48)
+#define SPP_SMP_TORN        (SPP_MB_BASE + 52)
+
+/* ARG increments of the dword at ADDR by lock xadd */
+#define SPP_JOB_XADD        1
+/* ARG increments of the dword at ADDR by a lock cmpxchg loop */
+#define SPP_JOB_CMPXCHG     2
+/* ARG increments of the dword at ADDR by lock add */
+#define SPP_JOB_LOCK_ADD    3
+/*
+ * ARG rounds of: an aligned 8-byte store (movq) of all-zeros or all-ones
+ * at ADDR, then an 8-byte load of it; a load that is neither value
+ * (torn) increments SPP_SMP_TORN.
+ */
+#define SPP_JOB_TEAR        4
+
 #define SPP_CMD_MATRIX      1
 #define SPP_CMD_HAMMER      2
 #define SPP_CMD_DWORD_LOOP  3
@@ -37,6 +67,8 @@
 #define SPP_CMD_STORE_LOOP  6
 #define SPP_CMD_PAGING      7
 #define SPP_CMD_KIND_LOOP   8
+#define SPP_CMD_SMP_START   9
+#define SPP_CMD_SMP_JOB     10
 
 /* SPP_MB_KIND for SPP_CMD_KIND_LOOP (KIND_NONE: the guest cannot) */
 #define SPP_KIND_MOVL       0

@@ -21,6 +21,9 @@
  *   7  paging: turn on 32-bit paging with the page directory at
  *      SPP_MB_ADDR (the test fills it), store to SPP_PAGED_STORE and load
  *      from SPP_PAGED_LOAD ARG times, turn paging off again
+ *   9  wake the other vCPUs with INIT and SIPIs (see the SMP jobs in
+ *      spp-guest-layout.h)
+ *  10  run the SMP job in SPP_SMP_CMD on this vCPU
  *   8  ARG stores to the address in SPP_MB_ADDR of the kind in
  *      SPP_MB_KIND: a dword (movl), 8 bytes from %xmm0 (movq), or an
  *      xsave of the x87 and SSE state (the address 64-byte aligned);
@@ -38,6 +41,9 @@
 #include "spp-guest-layout.h"
 
 /* Linked at 0xffff0000: _start is the first byte of the image. */
+
+#define AP_ENTRY_OFFSET 0xe000
+#define AP_ENTRY_PHYS   (0xf0000 + AP_ENTRY_OFFSET)
 
 
         .code16
@@ -95,6 +101,10 @@ wait_cmd:
         je      cmd_paging
         cmpl    $8, %eax
         je      cmd_kind_loop
+        cmpl    $9, %eax
+        je      cmd_smp_start
+        cmpl    $10, %eax
+        je      cmd_smp_job
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -317,6 +327,139 @@ cmd_writer:
         cmpl    $5, SPP_MB_CMD
         je      6b
         jmp     cmd_done
+
+/* INIT, then two start-up IPIs, to all but self; the APs go to ap_entry. */
+cmd_smp_start:
+        movl    $0x000c4500, 0xfee00300
+        movl    $100000, %ecx
+1:
+        pause
+        decl    %ecx
+        jnz     1b
+        movl    $0x000c4600 | (AP_ENTRY_PHYS >> 12), 0xfee00300
+        movl    $100000, %ecx
+2:
+        pause
+        decl    %ecx
+        jnz     2b
+        movl    $0x000c4600 | (AP_ENTRY_PHYS >> 12), 0xfee00300
+        jmp     cmd_done
+
+cmd_smp_job:
+        call    smp_job
+        jmp     cmd_done
+
+/* The job in SPP_SMP_CMD; every vCPU runs it (clobbers all registers). */
+smp_job:
+        movl    SPP_SMP_ARG, %ecx
+        movl    SPP_SMP_ADDR, %edi
+        movl    SPP_SMP_CMD, %eax
+        testl   %ecx, %ecx
+        jz      9f
+        cmpl    $SPP_JOB_XADD, %eax
+        je      1f
+        cmpl    $SPP_JOB_CMPXCHG, %eax
+        je      2f
+        cmpl    $SPP_JOB_LOCK_ADD, %eax
+        je      4f
+        cmpl    $SPP_JOB_TEAR, %eax
+        je      5f
+9:
+        ret
+1:
+        movl    $1, %eax
+        lock xaddl %eax, (%edi)
+        decl    %ecx
+        jnz     1b
+        ret
+2:
+        movl    (%edi), %eax
+3:
+        leal    1(%eax), %edx
+        lock cmpxchgl %edx, (%edi)
+        jnz     3b
+        decl    %ecx
+        jnz     2b
+        ret
+4:
+        lock addl $1, (%edi)
+        decl    %ecx
+        jnz     4b
+        ret
+5:
+        pcmpeqd %xmm0, %xmm0            /* all ones */
+        pxor    %xmm1, %xmm1            /* all zeros */
+6:
+        testl   $1, %ecx
+        jz      7f
+        movq    %xmm0, (%edi)
+        jmp     8f
+7:
+        movq    %xmm1, (%edi)
+8:
+        movq    (%edi), %xmm2
+        movd    %xmm2, %eax
+        psrlq   $32, %xmm2
+        movd    %xmm2, %edx
+        cmpl    %eax, %edx
+        jne     10f
+        incl    %eax                    /* 0 or all ones: 1 or 0 */
+        cmpl    $1, %eax
+        jbe     11f
+10:
+        lock incl SPP_SMP_TORN
+11:
+        decl    %ecx
+        jnz     6b
+        ret
+
+/* An AP in protected mode: count itself, then serve SMP jobs. */
+ap_pm:
+        movw    $0x10, %ax
+        movw    %ax, %ds
+        movw    %ax, %es
+        movw    %ax, %ss
+        movw    %ax, %fs
+        movw    %ax, %gs
+        movl    %cr4, %eax
+        orl     $0x600, %eax            /* OSFXSR | OSXMMEXCPT */
+        movl    %eax, %cr4
+        movl    $1, %eax
+        lock xaddl %eax, SPP_MB_APS
+        shll    $12, %eax
+        movl    $SPP_AP_STACK_TOP, %esp
+        subl    %eax, %esp
+        movl    SPP_SMP_GEN, %ebp
+ap_wait:
+        pause
+        movl    SPP_SMP_GEN, %eax
+        cmpl    %eax, %ebp
+        je      ap_wait
+        movl    %eax, %ebp
+        pushl   %ebp
+        call    smp_job
+        popl    %ebp
+        lock incl SPP_SMP_DONE
+        jmp     ap_wait
+
+/*
+ * The APs start here in real mode, at AP_ENTRY_PHYS: this 4 KiB page of
+ * the image as the chipset shows it below 1 MiB (the image ends at
+ * 0xfffff).
+ */
+        .org    AP_ENTRY_OFFSET
+        .code16
+ap_entry:
+        cli
+        cld
+        lgdtl   %cs:(gdt_desc - ap_entry)
+        movl    %cr0, %eax
+        orl     $1, %eax                /* PE */
+        andl    $~0x4, %eax             /* EM off */
+        orl     $0x2, %eax              /* MP */
+        movl    %eax, %cr0
+        ljmpl   $0x08, $ap_pm
+        .code32
 
         .p2align 3
 gdt:

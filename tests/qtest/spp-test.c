@@ -21,6 +21,7 @@
 #include "libqos/pci-pc.h"
 #include "libqos/virtio-pci.h"
 #include "libqos/virtio.h"
+#include "standard-headers/linux/virtio_pci.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
 #include "qobject/qnum.h"
@@ -983,6 +984,109 @@ static void test_dma_map_virtio_rng(void)
     qtest_quit(qts);
 }
 
+/* VT-d (intel-iommu on q35), as a guest driver programs it */
+#define VTD_BASE            0xfed90000ULL
+#define VTD_GCMD            0x18
+#define VTD_GSTS            0x1c
+#define VTD_RTADDR          0x20
+#define VTD_TE              (1U << 31)
+#define VTD_SRTP            (1U << 30)
+#define VTD_TABLES          0x3000000      /* root, context, 2 levels */
+#define VTD_USED_PAGE       0x3200000      /* a 2 MiB boundary */
+
+/*
+ * DMA remapping for bus 0, device @devfn: guest-physical = IO virtual
+ * for the first 64 MiB, in 2 MiB pages (3-level second-level tables).
+ */
+static void vtd_identity_map(QTestState *qts, unsigned devfn)
+{
+    uint64_t root = VTD_TABLES, ctx = root + 0x1000, l3 = ctx + 0x1000;
+    uint64_t l2 = l3 + 0x1000;
+    gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+    int i;
+
+    qtest_writeq(qts, root, ctx | 1);                      /* present */
+    qtest_writeq(qts, ctx + devfn * 16, l3 | 1);           /* present */
+    qtest_writeq(qts, ctx + devfn * 16 + 8, 1 | (1 << 8)); /* 39 bit, DID 1 */
+    qtest_writeq(qts, l3, l2 | 3);                         /* read, write */
+    for (i = 0; i < 32; i++) {
+        qtest_writeq(qts, l2 + 8 * i, ((uint64_t)i << 21) | (1 << 7) | 3);
+    }
+    qtest_writeq(qts, VTD_BASE + VTD_RTADDR, root);
+    qtest_writel(qts, VTD_BASE + VTD_GCMD, VTD_SRTP);
+    while (!(qtest_readl(qts, VTD_BASE + VTD_GSTS) & VTD_SRTP)) {
+        g_assert(g_get_monotonic_time() < deadline);
+    }
+    qtest_writel(qts, VTD_BASE + VTD_GCMD, VTD_TE);
+    while (!(qtest_readl(qts, VTD_BASE + VTD_GSTS) & VTD_TE)) {
+        g_assert(g_get_monotonic_time() < deadline);
+    }
+}
+
+/*
+ * Behind a vIOMMU, virtio-rng (iommu_platform=on) writes its used ring
+ * through a region cache on the IOMMU.  A used element that starts on
+ * an unprotected page and runs into a protected one: its tail is judged
+ * like any write, blocked and counted.
+ */
+static void test_dma_viommu_virtio_rng(void)
+{
+    QTestState *qts = start_qtest("-device intel-iommu,intremap=off,"
+                                  "aw-bits=39 -device virtio-rng-pci,"
+                                  "addr=05.0,disable-legacy=on,"
+                                  "iommu_platform=on");
+    QPCIBus *bus = qpci_new_pc(qts, NULL);
+    const uint64_t used = VTD_USED_PAGE - 8;   /* element 0 straddles */
+    QGuestAllocator alloc;
+    QVirtioPCIDevice *dev;
+    QVirtQueue *vq;
+    uint64_t features;
+    gint64 deadline;
+    uint32_t head;
+    uint8_t buf[256];
+
+    pc_alloc_init(&alloc, qts, 0);
+    dev = virtio_pci_new(bus, &(QPCIAddress) { .devfn = QPCI_DEVFN(5, 0) });
+    g_assert(dev);
+    qvirtio_pci_device_enable(dev);
+    vtd_identity_map(qts, QPCI_DEVFN(5, 0));
+    qvirtio_start_device(&dev->vdev);
+    features = qvirtio_get_features(&dev->vdev);
+    g_assert(features & (1ULL << 33));          /* VIRTIO_F_ACCESS_PLATFORM */
+    qvirtio_set_features(&dev->vdev, features & ((1ULL << 32) |
+                                                 (1ULL << 33)));
+    vq = qvirtqueue_setup(&dev->vdev, &alloc, 0);
+
+    /* Move the used ring to end 4 bytes into the protected page. */
+    vq->used = used;
+    qtest_writel(qts, used, 0);                  /* flags, idx */
+    dev->vdev.bus->set_queue_address(&dev->vdev, vq);
+    qpci_io_writew(dev->pdev, dev->bar, dev->common_cfg_offset +
+                   offsetof(struct virtio_pci_common_cfg, queue_enable), 1);
+    qvirtio_set_driver_ok(&dev->vdev);
+
+    set_subpage(qts, VTD_USED_PAGE >> 12, 1, 0xfffffffe);   /* sub-page 0 */
+    head = qvirtqueue_add(qts, vq, RNG_BUF, sizeof(buf), true, false);
+    qvirtqueue_kick(qts, &dev->vdev, vq, head);
+    deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+    while (qtest_readw(qts, used + 2) != 1) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+    /* the element's id landed; its length, on the protected page, not */
+    g_assert_cmpuint(qtest_readl(qts, used + 4), ==, head);
+    g_assert_cmpuint(qtest_readl(qts, VTD_USED_PAGE), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "violations-device"), ==, 1);
+    g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 4);
+    qtest_memread(qts, RNG_BUF, buf, sizeof(buf));
+    g_assert_false(all_zero(buf, sizeof(buf)));
+
+    qos_object_destroy((QOSGraphObject *)dev);
+    alloc_destroy(&alloc);
+    qpci_free_pc(bus);
+    qtest_quit(qts);
+}
+
 /* The guest: start it, wait for it to be ready. */
 /*
  * The CPU model of KVM guests: chosen by kvm_probe(), because some KVMs
@@ -1534,6 +1638,207 @@ static void test_guest_pause(const void *opaque)
     qtest_quit(qts);
 }
 
+/* Wake the APs of a guest started with -smp @ncpus. */
+static void smp_start(QTestState *qts, unsigned ncpus)
+{
+    gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+
+    guest_run(qts, SPP_CMD_SMP_START, 0);
+    while (qtest_readl(qts, SPP_MB_APS) != ncpus - 1) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+}
+
+/* Run SMP job @job on all @ncpus vCPUs at once; return when all are done. */
+static void smp_job(QTestState *qts, unsigned ncpus, uint32_t job,
+                    uint32_t arg, uint32_t addr)
+{
+    uint32_t done = qtest_readl(qts, SPP_SMP_DONE);
+    gint64 deadline;
+
+    qtest_writel(qts, SPP_SMP_CMD, job);
+    qtest_writel(qts, SPP_SMP_ARG, arg);
+    qtest_writel(qts, SPP_SMP_ADDR, addr);
+    qtest_writel(qts, SPP_SMP_GEN, qtest_readl(qts, SPP_SMP_GEN) + 1);
+    guest_run(qts, SPP_CMD_SMP_JOB, 0);
+    deadline = g_get_monotonic_time() + 6 * GUEST_TIMEOUT_US;
+    while (qtest_readl(qts, SPP_SMP_DONE) != done + ncpus - 1) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+}
+
+typedef struct SmpCase {
+    const char *accel;
+    unsigned ncpus;
+} SmpCase;
+
+/*
+ * Every vCPU increments counters in the one writable sub-page of a
+ * protected page with lock xadd, a lock cmpxchg loop and lock add, and
+ * flips an aligned 8-byte word there between all-zeros and all-ones
+ * while reading it back.  No increment may be lost, no value torn, no
+ * protected byte may change, and nothing is a violation.
+ */
+static void test_guest_smp_atomics(const void *opaque)
+{
+    const SmpCase *c = opaque;
+    g_autofree char *args = g_strdup_printf("-smp %u -spp event-rate=0",
+                                            c->ncpus);
+    QTestState *qts = start_guest(c->accel, args);
+    const uint32_t n = strcmp(c->accel, "kvm") ? 20000 : 4000;
+    static const struct {
+        uint32_t job;
+        unsigned off;
+        const char *what;
+    } jobs[] = {
+        { SPP_JOB_XADD, 0, "lock xadd" },
+        { SPP_JOB_CMPXCHG, 4, "lock cmpxchg" },
+        { SPP_JOB_LOCK_ADD, 8, "lock add" },
+    };
+    uint8_t before[4096], after[4096];
+    unsigned i;
+
+    smp_start(qts, c->ncpus);
+    for (i = 0; i < sizeof(before); i++) {
+        before[i] = i * 7 + 1;
+    }
+    qtest_memwrite(qts, SPP_PAGE_P, before, sizeof(before));
+    set_subpage(qts, GFN_P, 1, 0x00000001);      /* only sub-page 0 */
+    for (i = 0; i < ARRAY_SIZE(jobs); i++) {
+        uint32_t got;
+
+        qtest_writel(qts, SPP_PAGE_P + jobs[i].off, 0);
+        smp_job(qts, c->ncpus, jobs[i].job, n, SPP_PAGE_P + jobs[i].off);
+        got = qtest_readl(qts, SPP_PAGE_P + jobs[i].off);
+        g_test_message("%s, %u vCPUs, %s: %u of %u increments", c->accel,
+                       c->ncpus, jobs[i].what, got, c->ncpus * n);
+        g_assert_cmpuint(got, ==, c->ncpus * n);
+    }
+    qtest_writel(qts, SPP_SMP_TORN, 0);
+    smp_job(qts, c->ncpus, SPP_JOB_TEAR, n, SPP_PAGE_P + 64);
+    g_test_message("%s, %u vCPUs: %u torn 8-byte values", c->accel,
+                   c->ncpus, qtest_readl(qts, SPP_SMP_TORN));
+    g_assert_cmpuint(qtest_readl(qts, SPP_SMP_TORN), ==, 0);
+
+    qtest_memread(qts, SPP_PAGE_P, after, sizeof(after));
+    g_assert(memcmp(before + 128, after + 128, sizeof(after) - 128) == 0);
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 0);
+    qtest_quit(qts);
+}
+
+#define BLK_REQ 0x500000
+#define BLK_LATENCY_NS 300000000
+
+/* Queue a 512-byte read of sector 0 at BLK_REQ and notify the device. */
+static uint32_t blk_read_start(QTestState *qts, QVirtioPCIDevice *dev,
+                               QVirtQueue *vq)
+{
+    uint8_t hdr[16] = { 0 };            /* VIRTIO_BLK_T_IN, sector 0 */
+    uint32_t head;
+
+    qtest_memwrite(qts, BLK_REQ, hdr, sizeof(hdr));
+    qtest_writeb(qts, BLK_REQ + 16 + 512, 0xff);
+    head = qvirtqueue_add(qts, vq, BLK_REQ, 16, false, true);
+    qvirtqueue_add(qts, vq, BLK_REQ + 16, 512, true, true);
+    qvirtqueue_add(qts, vq, BLK_REQ + 16 + 512, 1, true, false);
+    qvirtqueue_kick(qts, &dev->vdev, vq, head);
+    return head;
+}
+
+static void blk_read_finish(QTestState *qts, QVirtioPCIDevice *dev,
+                            QVirtQueue *vq, uint32_t head)
+{
+    uint32_t len = 0;
+
+    qvirtio_wait_used_elem(qts, &dev->vdev, vq, head, &len,
+                           GUEST_TIMEOUT_US);
+    g_assert_cmpuint(qtest_readb(qts, BLK_REQ + 16 + 512), ==, 0);
+}
+
+/*
+ * virtio-blk on an iothread, with a protection on another page of the
+ * same RAM: stop, migrate and cont while a request is in flight (the
+ * null driver makes it last 300 ms).  Stopping drains the request with
+ * the BQL held, so the iothread must complete it, ring update and all,
+ * without the BQL.
+ */
+static void test_iothread_stop(void)
+{
+    g_autofree char *file = g_strdup_printf("%s/spp-iothread-%d.mig",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", file);
+    g_autofree char *args = g_strdup_printf(
+        "-object iothread,id=io0 -blockdev null-co,node-name=d0,"
+        "size=1048576,read-zeroes=on,latency-ns=%d -device virtio-blk-pci,"
+        "addr=06.0,iothread=io0,drive=d0,disable-modern=on",
+        BLK_LATENCY_NS);
+    QTestState *qts = start_qtest(args);
+    QPCIBus *bus = qpci_new_pc(qts, NULL);
+    QGuestAllocator alloc;
+    QVirtioPCIDevice *dev;
+    QVirtQueue *vq;
+    QDict *rsp;
+    uint32_t head;
+    int round;
+
+    pc_alloc_init(&alloc, qts, 0);
+    dev = virtio_pci_new(bus, &(QPCIAddress) { .devfn = QPCI_DEVFN(6, 0) });
+    g_assert(dev);
+    qvirtio_pci_device_enable(dev);
+    qvirtio_start_device(&dev->vdev);
+    qvirtio_set_features(&dev->vdev, 0);
+    vq = qvirtqueue_setup(&dev->vdev, &alloc, 0);
+    qvirtio_set_driver_ok(&dev->vdev);
+
+    /* One protection, set and cleared; another that stays. */
+    set_subpage(qts, 0x600, 1, 0xfffffffe);
+    set_subpage(qts, 0x600, 1, WP_ALL);
+    head = blk_read_start(qts, dev, vq);
+    qtest_qmp_assert_success(qts, "{'execute': 'stop'}");
+    qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
+    blk_read_finish(qts, dev, vq, head);
+
+    set_subpage(qts, 0x601, 1, 0xfffffffe);
+    for (round = 0; round < 3; round++) {
+        head = blk_read_start(qts, dev, vq);
+        qtest_qmp_assert_success(qts, "{'execute': 'stop'}");
+        qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
+        blk_read_finish(qts, dev, vq, head);
+    }
+
+    /* migration stops the VM too */
+    head = blk_read_start(qts, dev, vq);
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+    for (;;) {
+        const char *st;
+
+        rsp = qtest_qmp_assert_success_ref(qts,
+                                           "{'execute': 'query-migrate'}");
+        st = qdict_get_try_str(rsp, "status");
+        if (st && !strcmp(st, "completed")) {
+            qobject_unref(rsp);
+            break;
+        }
+        g_assert(!st || strcmp(st, "failed"));
+        qobject_unref(rsp);
+        g_usleep(10000);
+    }
+    wait_status(qts, "postmigrate");
+    qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
+    blk_read_finish(qts, dev, vq, head);
+    g_assert_cmpuint(get_vector(qts, 0x601), ==, 0xfffffffe);
+    unlink(file);
+
+    qvirtqueue_cleanup(dev->vdev.bus, vq, &alloc);
+    qos_object_destroy((QOSGraphObject *)dev);
+    alloc_destroy(&alloc);
+    qpci_free_pc(bus);
+    qtest_quit(qts);
+}
+
 /* Run QEMU with @args appended; expect it to fail with @msg on stderr. */
 static void expect_start_failure(const char *args, const char *msg)
 {
@@ -1745,6 +2050,8 @@ static bool kvm_probe(void)
 
 static void add_guest_tests(const char *accel)
 {
+    static const unsigned ncpus[] = { 2, 4 };
+    size_t i;
     g_autofree char *m = g_strdup_printf("/spp/%s/guest-matrix", accel);
     g_autofree char *mc = g_strdup_printf("/spp/%s/guest-matrix-count",
                                           accel);
@@ -1763,6 +2070,14 @@ static void add_guest_tests(const char *accel)
     qtest_add_data_func(mig, accel, test_guest_migrate);
     qtest_add_data_func(con, accel, test_guest_concurrent);
     qtest_add_data_func(ptab, accel, test_guest_page_table);
+    for (i = 0; i < ARRAY_SIZE(ncpus); i++) {
+        SmpCase *c = g_new(SmpCase, 1);
+        g_autofree char *path = g_strdup_printf("/spp/%s/guest-smp%u-atomics",
+                                                accel, ncpus[i]);
+
+        *c = (SmpCase) { .accel = accel, .ncpus = ncpus[i] };
+        qtest_add_data_func_full(path, c, test_guest_smp_atomics, g_free);
+    }
 }
 
 int main(int argc, char **argv)
@@ -1792,6 +2107,8 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/migrate-no-section", test_migrate_no_section);
     qtest_add_func("/spp/dma/edu", test_dma_edu);
     qtest_add_func("/spp/dma/virtio-rng-map", test_dma_map_virtio_rng);
+    qtest_add_func("/spp/dma/viommu-virtio-rng", test_dma_viommu_virtio_rng);
+    qtest_add_func("/spp/iothread-stop", test_iothread_stop);
     if (qtest_has_accel("tcg")) {
         add_guest_tests("tcg");
     } else {
