@@ -171,6 +171,54 @@ MemoryRegion *memory_write_trap_region(void)
     return &write_trap_mr;
 }
 
+bool address_space_write_trapped(AddressSpace *as, hwaddr addr,
+                                 unsigned size, MemTxAttrs attrs)
+{
+    hwaddr xlat, l = size;
+    MemoryRegion *mr;
+
+    if (!qatomic_read(&write_trap_pages)) {
+        return false;
+    }
+    RCU_READ_LOCK_GUARD();
+    mr = address_space_translate(as, addr, &xlat, &l, true, attrs);
+    return mr == &write_trap_mr && l >= size;
+}
+
+bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
+                                  MemTxAttrs attrs, uint64_t data,
+                                  unsigned size, MemoryWriteTrapRmwFn *fn,
+                                  void *opaque)
+{
+    uint8_t mask, full = MAKE_64BIT_MASK(0, size);
+    hwaddr xlat, l = size;
+    ram_addr_t offset;
+    MemoryRegion *mr;
+    RAMBlock *rb;
+    void *host;
+
+    assert(size >= 1 && size <= 8);
+    RCU_READ_LOCK_GUARD();
+    mr = address_space_translate(as, addr, &xlat, &l, true, attrs);
+    if (mr != &write_trap_mr || l < size) {
+        return false;
+    }
+    host = qemu_map_ram_ptr(NULL, xlat);
+    rb = qemu_ram_block_from_host(host, false, &offset);
+    if (!rb || !memory_region_write_trapped(rb->mr, offset)) {
+        return false;
+    }
+    mask = write_trap_fn(rb->mr, offset, size, attrs) & full;
+    if (mask != full) {
+        /* Blocked in part: no atomicity to keep, only what may land. */
+        memory_region_ram_write_masked(rb->mr, offset, data, size, mask);
+        return true;
+    }
+    fn(host, opaque);
+    invalidate_and_set_dirty(rb->mr, offset, size);
+    return true;
+}
+
 bool memory_region_is_write_trap(MemoryRegion *mr)
 {
     return mr == &write_trap_mr;

@@ -16,6 +16,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <linux/kvm.h>
 #include "qemu/rcu.h"
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
@@ -172,6 +173,24 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
     }
     accel_ioctl_inhibit_end();
     qemu_mutex_unlock(&kml_slots_lock);
+}
+
+static KvmWriteTrapRmwFn *kvm_write_trap_rmw_fn;
+
+void kvm_write_trap_set_rmw_handler(KvmWriteTrapRmwFn *fn)
+{
+    kvm_write_trap_rmw_fn = fn;
+}
+
+bool kvm_write_trap_mmio(CPUState *cs, struct kvm_run *run, MemTxAttrs attrs)
+{
+    if (!kvm_write_trap_rmw_fn || !run->mmio.is_write ||
+        !address_space_write_trapped(&address_space_memory,
+                                     run->mmio.phys_addr, run->mmio.len,
+                                     attrs)) {
+        return false;
+    }
+    return kvm_write_trap_rmw_fn(cs, run, attrs);
 }
 
 bool kvm_write_trap_init(KVMState *s)

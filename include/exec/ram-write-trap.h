@@ -112,6 +112,33 @@ typedef void MemoryWriteTrapAccelFn(MemoryRegion *mr, hwaddr offset,
                                     uint64_t size);
 void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn);
 
+/*
+ * Whether a write of @size bytes at @addr of @as, made with @attrs,
+ * would reach a trapped page (and lies within it).
+ */
+bool address_space_write_trapped(AddressSpace *as, hwaddr addr,
+                                 unsigned size, MemTxAttrs attrs);
+
+/*
+ * For an accelerator that learns of a guest's atomic read-modify-write
+ * only as a write of its result (KVM's emulator on a read-only memslot):
+ * @fn redoes the operation atomically on the @size bytes at @host.
+ */
+typedef void MemoryWriteTrapRmwFn(void *host, void *opaque);
+
+/*
+ * A write of @data (@size bytes, at most 8, within one page) at @addr of
+ * @as that was a read-modify-write: judged by the handler as any write.
+ * If every byte may land, call @fn to do it atomically instead of
+ * storing @data; else store the bytes that may land.  Either way the
+ * write is done, and true is returned; false (and nothing done) if it
+ * does not reach a trapped page.  From any thread, without the BQL.
+ */
+bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
+                                  MemTxAttrs attrs, uint64_t data,
+                                  unsigned size, MemoryWriteTrapRmwFn *fn,
+                                  void *opaque);
+
 /* Number of trapped pages, over all RAM regions. */
 uint64_t memory_write_trap_count(void);
 

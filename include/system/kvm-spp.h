@@ -13,6 +13,7 @@
 #ifndef SYSTEM_KVM_SPP_H
 #define SYSTEM_KVM_SPP_H
 
+#include "exec/memattrs.h"
 #include "qapi/qapi-types-spp.h"
 #include "system/kvm-spp-uapi.h"
 
@@ -110,6 +111,19 @@ bool kvm_spp_hw_active(void);
 bool kvm_write_trap_init(struct KVMState *s);
 
 struct kvm_run;
+
+/*
+ * A write exit (KVM_EXIT_MMIO) to a write-trapped page: KVM's emulator
+ * ran the instruction, on a read-only memslot, and retired it.  When
+ * the instruction was an atomic read-modify-write, which the emulator
+ * performs as a read and a separate write, the target's handler redoes
+ * it atomically (address_space_write_trap_rmw()), fixes the registers,
+ * and returns true; false to let kvm_cpu_exec() write the data.
+ */
+typedef bool KvmWriteTrapRmwFn(CPUState *cs, struct kvm_run *run,
+                               MemTxAttrs attrs);
+void kvm_write_trap_set_rmw_handler(KvmWriteTrapRmwFn *fn);
+bool kvm_write_trap_mmio(CPUState *cs, struct kvm_run *run, MemTxAttrs attrs);
 
 /*
  * KVM could not emulate an instruction (KVM_INTERNAL_ERROR_EMULATION).

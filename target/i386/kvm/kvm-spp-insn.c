@@ -12,6 +12,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/host-utils.h"
 #include "kvm-spp-insn.h"
 
 enum { REG_SP = 4, REG_BP = 5, REG_SI = 6, REG_DI = 7, REG_BX = 3 };
@@ -566,4 +567,382 @@ opcode:
     store->vec_reg = reg;
     store->insn_len = d.pos;
     return SPP_X86_STORE;
+}
+
+/* The ALU group's operations, in ModRM.reg order (7 is CMP). */
+static const SppX86RmwOp spp_x86_alu[7] = {
+    SPP_X86_RMW_ADD, SPP_X86_RMW_OR, SPP_X86_RMW_ADC, SPP_X86_RMW_SBB,
+    SPP_X86_RMW_AND, SPP_X86_RMW_SUB, SPP_X86_RMW_XOR,
+};
+
+bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
+                      const SppX86Context *ctx, SppX86Rmw *rmw)
+{
+    SppX86Dec d = {
+        .insn = insn, .len = len, .ctx = ctx, .seg = SEG_NONE,
+    };
+    bool mode64 = ctx->code_bits == 64;
+    bool lock = false, rex = false, rex_w = false, wide, has_reg = false;
+    unsigned reg, bits, immbytes;
+    int64_t imm = 0;
+    uint64_t lo, hi;
+    SppX86RmwOp op;
+    uint8_t b;
+
+    *rmw = (SppX86Rmw) { 0 };
+    for (;;) {
+        if (!spp_x86_byte(&d, &b)) {
+            return false;
+        }
+        switch (b) {
+        case 0x66:
+            d.opsize = true;
+            continue;
+        case 0x67:
+            d.adsize = true;
+            continue;
+        case 0xf2:
+        case 0xf3:
+            continue;               /* XACQUIRE, XRELEASE */
+        case 0xf0:
+            lock = true;
+            continue;
+        case 0x26:
+            d.seg = SEG_ES;
+            continue;
+        case 0x2e:
+            d.seg = SEG_CS;
+            continue;
+        case 0x36:
+            d.seg = SEG_SS;
+            continue;
+        case 0x3e:
+            d.seg = SEG_DS;
+            continue;
+        case 0x64:
+            d.seg = SEG_FS;
+            continue;
+        case 0x65:
+            d.seg = SEG_GS;
+            continue;
+        }
+        break;
+    }
+    if (mode64 && b >= 0x40 && b <= 0x4f) {
+        rex = true;
+        rex_w = b & 8;
+        d.rex_r = b & 4;
+        d.rex_x = b & 2;
+        d.rex_b = b & 1;
+        if (!spp_x86_byte(&d, &b)) {
+            return false;
+        }
+    }
+    if (b == 0x0f) {
+        d.map = 1;
+        if (!spp_x86_byte(&d, &b)) {
+            return false;
+        }
+    }
+    d.op = b;
+    if (!spp_x86_peek(&d, 0, &d.modrm)) {
+        return false;
+    }
+    reg = (d.modrm >> 3) & 7;
+    wide = b & 1;
+    if (d.map == 0 && b < 0x38 && (b & 7) < 2) {
+        op = spp_x86_alu[b >> 3];           /* op r/m, reg */
+        has_reg = true;
+    } else if (d.map == 0 && (b == 0x80 || b == 0x81 || b == 0x83) &&
+               reg != 7) {
+        op = spp_x86_alu[reg];              /* op r/m, imm */
+        wide = b != 0x80;
+    } else if (d.map == 0 && (b == 0x86 || b == 0x87)) {
+        op = SPP_X86_RMW_XCHG;
+        has_reg = true;
+        lock = true;                        /* implicit */
+    } else if (d.map == 0 && (b == 0xf6 || b == 0xf7) &&
+               (reg == 2 || reg == 3)) {
+        op = reg == 2 ? SPP_X86_RMW_NOT : SPP_X86_RMW_NEG;
+    } else if (d.map == 0 && (b == 0xfe || b == 0xff) && reg < 2) {
+        op = reg == 0 ? SPP_X86_RMW_INC : SPP_X86_RMW_DEC;
+    } else if (d.map == 1 && (b == 0xb0 || b == 0xb1)) {
+        op = SPP_X86_RMW_CMPXCHG;
+        has_reg = true;
+    } else if (d.map == 1 && (b == 0xc0 || b == 0xc1)) {
+        op = SPP_X86_RMW_XADD;
+        has_reg = true;
+    } else if (d.map == 1 && b == 0xba && reg >= 5) {
+        op = SPP_X86_RMW_BTS + (reg - 5);
+        wide = true;
+    } else {
+        return false;
+    }
+    if (!lock) {
+        return false;
+    }
+    d.pos++;                                /* the ModRM byte */
+    if (d.modrm >> 6 == 3) {
+        return false;                       /* a register: #UD with LOCK */
+    }
+    if (!wide) {
+        bits = 8;
+    } else if (rex_w) {
+        bits = 64;
+    } else {
+        bits = (ctx->code_bits == 16) != d.opsize ? 16 : 32;
+    }
+    if (spp_x86_modrm_addr(&d, &lo, &hi) != SPP_X86_STORE) {
+        return false;
+    }
+    immbytes = spp_x86_imm_size(&d);
+    if (immbytes && !spp_x86_disp(&d, immbytes, &imm)) {
+        return false;
+    }
+    if (d.pos != len) {
+        return false;
+    }
+    rmw->op = op;
+    rmw->addr = lo;
+    rmw->size = bits / 8;
+    rmw->has_reg = has_reg;
+    if (has_reg) {
+        rmw->reg = reg | (d.rex_r << 3);
+        if (bits == 8 && !rex && reg >= 4) {
+            rmw->reg = reg - 4;
+            rmw->reg_high8 = true;
+        }
+    }
+    rmw->imm = bits == 64 ? (uint64_t)imm :
+               (uint64_t)imm & ((1ULL << bits) - 1);
+    rmw->insn_len = len;
+    return true;
+}
+
+static uint64_t spp_x86_szp(uint64_t res, unsigned bits)
+{
+    uint64_t f = 0;
+
+    if (!res) {
+        f |= SPP_X86_ZF;
+    }
+    if ((res >> (bits - 1)) & 1) {
+        f |= SPP_X86_SF;
+    }
+    if (!(ctpop8(res & 0xff) & 1)) {
+        f |= SPP_X86_PF;
+    }
+    return f;
+}
+
+/* The flags of @a + @b = @res (@sub: of @a - @b = @res). */
+static uint64_t spp_x86_addsub_flags(uint64_t a, uint64_t b, uint64_t res,
+                                     unsigned bits, bool sub)
+{
+    uint64_t f = spp_x86_szp(res, bits);
+    uint64_t of = sub ? (a ^ b) & (a ^ res) : (a ^ res) & (b ^ res);
+
+    if (sub ? a < b : res < a) {
+        f |= SPP_X86_CF;
+    }
+    if ((of >> (bits - 1)) & 1) {
+        f |= SPP_X86_OF;
+    }
+    if ((a ^ b ^ res) & 0x10) {
+        f |= SPP_X86_AF;
+    }
+    return f;
+}
+
+uint64_t spp_x86_rmw_apply(const SppX86Rmw *rmw, uint64_t mem, uint64_t src,
+                           uint64_t new, uint64_t *flags)
+{
+    unsigned bits = rmw->size * 8;
+    uint64_t mask = bits == 64 ? UINT64_MAX : (1ULL << bits) - 1;
+    uint64_t f = *flags, res, bit;
+    bool cf = f & SPP_X86_CF;
+
+    mem &= mask;
+    src &= mask;
+    switch (rmw->op) {
+    case SPP_X86_RMW_ADD:
+    case SPP_X86_RMW_XADD:
+        res = (mem + src) & mask;
+        f = spp_x86_addsub_flags(mem, src, res, bits, false);
+        break;
+    case SPP_X86_RMW_ADC:
+        res = (mem + src + cf) & mask;
+        f = spp_x86_addsub_flags(mem, src, res, bits, false);
+        if (cf && res == mem) {
+            f |= SPP_X86_CF;            /* src = all ones */
+        }
+        break;
+    case SPP_X86_RMW_SUB:
+        res = (mem - src) & mask;
+        f = spp_x86_addsub_flags(mem, src, res, bits, true);
+        break;
+    case SPP_X86_RMW_SBB:
+        res = (mem - src - cf) & mask;
+        f = spp_x86_addsub_flags(mem, src, res, bits, true);
+        if (cf && mem == src) {
+            f |= SPP_X86_CF;            /* borrows: mem < src + 1 */
+        }
+        break;
+    case SPP_X86_RMW_AND:
+    case SPP_X86_RMW_OR:
+    case SPP_X86_RMW_XOR:
+        res = rmw->op == SPP_X86_RMW_AND ? mem & src :
+              rmw->op == SPP_X86_RMW_OR ? mem | src : mem ^ src;
+        /* CF and OF cleared; AF undefined: left as it was. */
+        f = spp_x86_szp(res, bits) | (f & SPP_X86_AF);
+        break;
+    case SPP_X86_RMW_INC:
+    case SPP_X86_RMW_DEC:
+        res = (rmw->op == SPP_X86_RMW_INC ? mem + 1 : mem - 1) & mask;
+        f = spp_x86_addsub_flags(mem, 1, res, bits,
+                                 rmw->op == SPP_X86_RMW_DEC);
+        f = (f & ~SPP_X86_CF) | (cf ? SPP_X86_CF : 0);
+        break;
+    case SPP_X86_RMW_NOT:
+        return ~mem & mask;
+    case SPP_X86_RMW_NEG:
+        res = -mem & mask;
+        f = spp_x86_addsub_flags(0, mem, res, bits, true);
+        break;
+    case SPP_X86_RMW_XCHG:
+        return src;
+    case SPP_X86_RMW_CMPXCHG:
+        f = spp_x86_addsub_flags(src, mem, (src - mem) & mask, bits, true);
+        res = src == mem ? new & mask : mem;
+        break;
+    case SPP_X86_RMW_BTS:
+    case SPP_X86_RMW_BTR:
+    case SPP_X86_RMW_BTC:
+        bit = 1ULL << (src & (bits - 1));
+        /* CF is the old bit; the other flags are left as they were. */
+        *flags = (f & ~(uint64_t)SPP_X86_CF) | (mem & bit ? SPP_X86_CF : 0);
+        return rmw->op == SPP_X86_RMW_BTS ? mem | bit :
+               rmw->op == SPP_X86_RMW_BTR ? mem & ~bit : mem ^ bit;
+    default:
+        g_assert_not_reached();
+    }
+    *flags = (*flags & ~(uint64_t)SPP_X86_ARITH_FLAGS) | f;
+    return res;
+}
+
+uint64_t spp_x86_rmw_reg(const SppX86Rmw *rmw, const uint64_t *regs,
+                         unsigned reg, bool high8)
+{
+    unsigned bits = rmw->size * 8;
+    uint64_t v = regs[reg];
+
+    if (high8) {
+        return (v >> 8) & 0xff;
+    }
+    return bits == 64 ? v : v & ((1ULL << bits) - 1);
+}
+
+void spp_x86_rmw_set_reg(const SppX86Rmw *rmw, uint64_t *regs, unsigned reg,
+                         bool high8, uint64_t v)
+{
+    switch (rmw->size) {
+    case 1:
+        if (high8) {
+            regs[reg] = (regs[reg] & ~0xff00ULL) | ((v & 0xff) << 8);
+        } else {
+            regs[reg] = (regs[reg] & ~0xffULL) | (v & 0xff);
+        }
+        break;
+    case 2:
+        regs[reg] = (regs[reg] & ~0xffffULL) | (v & 0xffff);
+        break;
+    case 4:
+        regs[reg] = (uint32_t)v;        /* zero-extends, as in 64-bit mode */
+        break;
+    default:
+        regs[reg] = v;
+    }
+}
+
+/* The source operand: the register's value or the immediate. */
+static uint64_t spp_x86_rmw_src(const SppX86Rmw *rmw, const uint64_t *regs)
+{
+    return rmw->has_reg ? spp_x86_rmw_reg(rmw, regs, rmw->reg,
+                                          rmw->reg_high8) : rmw->imm;
+}
+
+bool spp_x86_rmw_check(const SppX86Rmw *rmw, const uint64_t *regs,
+                       uint64_t rflags, uint64_t data)
+{
+    unsigned bits = rmw->size * 8;
+    uint64_t mask = bits == 64 ? UINT64_MAX : (1ULL << bits) - 1;
+    uint64_t src = spp_x86_rmw_src(rmw, regs) & mask;
+    uint64_t f = rflags, old, bit;
+    bool exact = true;
+
+    data &= mask;
+    switch (rmw->op) {
+    case SPP_X86_RMW_ADD:
+        old = data - src;
+        break;
+    case SPP_X86_RMW_SUB:
+        old = data + src;
+        break;
+    case SPP_X86_RMW_INC:
+        old = data - 1;
+        break;
+    case SPP_X86_RMW_DEC:
+        old = data + 1;
+        break;
+    case SPP_X86_RMW_NEG:
+        old = -data;
+        break;
+    case SPP_X86_RMW_XADD:
+        /* The register now holds the old value, the store its sum. */
+        old = src;
+        src = data - old;
+        break;
+    case SPP_X86_RMW_AND:
+    case SPP_X86_RMW_OR:
+    case SPP_X86_RMW_XOR:
+        /* The old value is unknown, but the result fixes ZF, SF, PF. */
+        if ((rmw->op == SPP_X86_RMW_AND && (data & ~src)) ||
+            (rmw->op == SPP_X86_RMW_OR && (data & src) != src)) {
+            return false;
+        }
+        old = data;
+        exact = false;
+        break;
+    case SPP_X86_RMW_NOT:
+    case SPP_X86_RMW_XCHG:
+        return true;                /* no flags to tell */
+    case SPP_X86_RMW_CMPXCHG:
+        if (rflags & SPP_X86_ZF) {
+            /* It stored the source; RAX held the old value: equal. */
+            return data == src &&
+                   (rflags & SPP_X86_ARITH_FLAGS) ==
+                   (SPP_X86_ZF | SPP_X86_PF);
+        }
+        /* It stored back the old value, which RAX now holds. */
+        return data == spp_x86_rmw_reg(rmw, regs, 0, false);
+    case SPP_X86_RMW_BTS:
+    case SPP_X86_RMW_BTR:
+    case SPP_X86_RMW_BTC:
+        bit = 1ULL << (src & (bits - 1));
+        return rmw->op == SPP_X86_RMW_BTS ? (data & bit) != 0 :
+               rmw->op == SPP_X86_RMW_BTR ? !(data & bit) :
+               !(data & bit) == !!(rflags & SPP_X86_CF);
+    default:
+        return false;               /* ADC, SBB: the carry in is lost */
+    }
+    if (!exact) {
+        uint64_t want = rflags & (SPP_X86_ZF | SPP_X86_SF | SPP_X86_PF |
+                                  SPP_X86_CF | SPP_X86_OF);
+
+        return spp_x86_szp(data, bits) == want;
+    }
+    if (spp_x86_rmw_apply(rmw, old, src, 0, &f) != data) {
+        return false;
+    }
+    return (f & SPP_X86_ARITH_FLAGS) == (rflags & SPP_X86_ARITH_FLAGS);
 }

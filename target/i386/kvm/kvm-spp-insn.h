@@ -57,4 +57,97 @@ SppX86Decode spp_x86_insn_store(const uint8_t *insn, size_t len,
                                 const SppX86Context *ctx,
                                 SppX86Store *store);
 
+/*
+ * Locked read-modify-writes.  KVM's emulator performs a locked
+ * instruction on a read-only memslot as a read and a later, separate
+ * write ("emulating exchange as write"), so another vCPU's update in
+ * between is lost.  At the write exit the instruction has retired and
+ * RIP is past it; these functions recognise it from the bytes that end
+ * there and redo it atomically.
+ */
+typedef enum SppX86RmwOp {
+    /* The order of the ALU group (ModRM.reg of 0x80..0x83). */
+    SPP_X86_RMW_ADD,
+    SPP_X86_RMW_OR,
+    SPP_X86_RMW_ADC,
+    SPP_X86_RMW_SBB,
+    SPP_X86_RMW_AND,
+    SPP_X86_RMW_SUB,
+    SPP_X86_RMW_XOR,
+    SPP_X86_RMW_INC,
+    SPP_X86_RMW_DEC,
+    SPP_X86_RMW_NOT,
+    SPP_X86_RMW_NEG,
+    SPP_X86_RMW_XADD,
+    SPP_X86_RMW_XCHG,
+    SPP_X86_RMW_CMPXCHG,
+    SPP_X86_RMW_BTS,
+    SPP_X86_RMW_BTR,
+    SPP_X86_RMW_BTC,
+} SppX86RmwOp;
+
+typedef struct SppX86Rmw {
+    SppX86RmwOp op;
+    uint64_t addr;              /* linear address of the memory operand */
+    unsigned size;              /* operand size in bytes: 1, 2, 4 or 8 */
+    bool has_reg;               /* the source is register @reg... */
+    unsigned reg;               /* (QEMU's numbering, R_EAX..R_R15) */
+    bool reg_high8;             /* ...its bits 8..15 (AH, CH, DH, BH) */
+    uint64_t imm;               /* else this immediate, sign-extended */
+    unsigned insn_len;
+} SppX86Rmw;
+
+/*
+ * Whether the @len bytes at @insn are exactly one locked read-modify-
+ * write of guest memory (with a LOCK prefix, or XCHG with memory, which
+ * locks without one): ADD, OR, ADC, SBB, AND, SUB, XOR, INC, DEC, NOT,
+ * NEG, XADD, XCHG, CMPXCHG, or BTS, BTR, BTC with an immediate.  The
+ * address is computed from @ctx (@ctx->rip: where the instruction
+ * starts).
+ */
+bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
+                      const SppX86Context *ctx, SppX86Rmw *rmw);
+
+/* The arithmetic flags in RFLAGS: CF, PF, AF, ZF, SF, OF. */
+#define SPP_X86_CF 0x001
+#define SPP_X86_PF 0x004
+#define SPP_X86_AF 0x010
+#define SPP_X86_ZF 0x040
+#define SPP_X86_SF 0x080
+#define SPP_X86_OF 0x800
+#define SPP_X86_ARITH_FLAGS 0x8d5
+
+/*
+ * @rmw applied to the memory operand @mem with source operand @src (the
+ * register's value, or the immediate; for CMPXCHG the accumulator's):
+ * returns the value to store, and updates the arithmetic flags in
+ * *@flags as the instruction does (it leaves those the instruction
+ * leaves, and those it leaves undefined).  For CMPXCHG, the source
+ * register's value is @new and the result is @mem when the comparison
+ * fails; for the others @new is unused.
+ */
+uint64_t spp_x86_rmw_apply(const SppX86Rmw *rmw, uint64_t mem, uint64_t src,
+                           uint64_t new, uint64_t *flags);
+
+/*
+ * Register @reg of @regs (16 of them, QEMU's numbering) at the operand
+ * size of @rmw (@high8: AH, CH, DH or BH), and its update, as the
+ * instruction writes it (a 32-bit value clears the upper half).
+ */
+uint64_t spp_x86_rmw_reg(const SppX86Rmw *rmw, const uint64_t *regs,
+                         unsigned reg, bool high8);
+void spp_x86_rmw_set_reg(const SppX86Rmw *rmw, uint64_t *regs, unsigned reg,
+                         bool high8, uint64_t v);
+
+/*
+ * Whether @rmw is consistent with what the vCPU shows after it: the
+ * registers @regs and flags @rflags after the instruction, and the
+ * value @data it stored.  The store and the flags tell the operation's
+ * result, so another instruction whose bytes happen to end the same way
+ * is very unlikely to pass.  False for ADC and SBB, whose carry in is
+ * lost.
+ */
+bool spp_x86_rmw_check(const SppX86Rmw *rmw, const uint64_t *regs,
+                       uint64_t rflags, uint64_t data);
+
 #endif

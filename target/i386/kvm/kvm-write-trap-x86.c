@@ -1,0 +1,317 @@
+/*
+ * Atomic read-modify-writes on write-trapped pages under x86 KVM
+ *
+ * A write-trapped page is a read-only memslot, so KVM's instruction
+ * emulator runs every store to it.  For a locked instruction (LOCK ADD,
+ * XADD, CMPXCHG, XCHG...) it cannot map the page for writing and
+ * performs the exchange as a plain write: it reads the old value,
+ * computes, retires the instruction (registers, flags and RIP), and
+ * exits with the result as an MMIO write.  Another vCPU's update made
+ * between the read and the write is lost.
+ *
+ * At that exit, find the instruction: it ends at RIP.  Decode the up to
+ * 15 bytes before RIP at each possible start; a candidate must be a
+ * locked read-modify-write exactly that long whose memory operand,
+ * computed from the registers, translates to the exit's address, with
+ * the exit's size, and whose result and flags agree with the data and
+ * RFLAGS the vCPU shows.  If one operation is left (several starts may
+ * decode to the same one, e.g. with a redundant prefix), redo it on
+ * host memory with host atomics, against the value memory holds now,
+ * and correct the registers and flags where they differ from what the
+ * emulator computed.  Anything else is written as it came.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <linux/kvm.h>
+#include "qemu/atomic.h"
+#include "qemu/error-report.h"
+#include "qemu/module.h"
+#include "cpu.h"
+#include "system/kvm.h"
+#include "system/kvm_int.h"
+#include "system/kvm-spp.h"
+#include "exec/address-spaces.h"
+#include "exec/ram-write-trap.h"
+#include "kvm-spp-insn.h"
+#include "trace.h"
+
+#define KVM_X86_INSN_MAX 15
+
+typedef struct KvmX86Rmw {
+    SppX86Rmw insn;
+    uint64_t regs[16];          /* after the instruction, QEMU's order */
+    uint64_t rflags;
+    uint64_t data;              /* what the emulator stored */
+    bool changed;               /* regs or rflags corrected */
+} KvmX86Rmw;
+
+static void kvm_x86_rmw_get_regs(const struct kvm_regs *k, uint64_t *r)
+{
+    r[R_EAX] = k->rax;
+    r[R_ECX] = k->rcx;
+    r[R_EDX] = k->rdx;
+    r[R_EBX] = k->rbx;
+    r[R_ESP] = k->rsp;
+    r[R_EBP] = k->rbp;
+    r[R_ESI] = k->rsi;
+    r[R_EDI] = k->rdi;
+    memcpy(&r[8], &k->r8, 8 * sizeof(uint64_t));
+}
+
+static void kvm_x86_rmw_put_regs(const uint64_t *r, struct kvm_regs *k)
+{
+    k->rax = r[R_EAX];
+    k->rcx = r[R_ECX];
+    k->rdx = r[R_EDX];
+    k->rbx = r[R_EBX];
+    k->rsp = r[R_ESP];
+    k->rbp = r[R_EBP];
+    k->rsi = r[R_ESI];
+    k->rdi = r[R_EDI];
+    memcpy(&k->r8, &r[8], 8 * sizeof(uint64_t));
+}
+
+static uint64_t kvm_x86_host_load(void *p, unsigned size)
+{
+    switch (size) {
+    case 1:
+        return qatomic_read((uint8_t *)p);
+    case 2:
+        return qatomic_read((uint16_t *)p);
+    case 4:
+        return qatomic_read((uint32_t *)p);
+    default:
+        return qatomic_read__nocheck((uint64_t *)p);
+    }
+}
+
+/* Compare and exchange; returns the value found. */
+static uint64_t kvm_x86_host_cmpxchg(void *p, unsigned size, uint64_t old,
+                                     uint64_t new)
+{
+    switch (size) {
+    case 1:
+        return qatomic_cmpxchg((uint8_t *)p, (uint8_t)old, (uint8_t)new);
+    case 2:
+        return qatomic_cmpxchg((uint16_t *)p, (uint16_t)old, (uint16_t)new);
+    case 4:
+        return qatomic_cmpxchg((uint32_t *)p, (uint32_t)old, (uint32_t)new);
+    default:
+        return qatomic_cmpxchg__nocheck((uint64_t *)p, old, new);
+    }
+}
+
+static uint64_t kvm_x86_host_xchg(void *p, unsigned size, uint64_t v)
+{
+    switch (size) {
+    case 1:
+        return qatomic_xchg((uint8_t *)p, (uint8_t)v);
+    case 2:
+        return qatomic_xchg((uint16_t *)p, (uint16_t)v);
+    case 4:
+        return qatomic_xchg((uint32_t *)p, (uint32_t)v);
+    default:
+        return qatomic_xchg__nocheck((uint64_t *)p, v);
+    }
+}
+
+static void kvm_x86_rmw_set_reg(KvmX86Rmw *r, unsigned reg, bool high8,
+                                uint64_t v)
+{
+    if (spp_x86_rmw_reg(&r->insn, r->regs, reg, high8) != v) {
+        spp_x86_rmw_set_reg(&r->insn, r->regs, reg, high8, v);
+        r->changed = true;
+    }
+}
+
+/* Redo the instruction atomically at @host (MemoryWriteTrapRmwFn). */
+static void kvm_x86_rmw_do(void *host, void *opaque)
+{
+    KvmX86Rmw *r = opaque;
+    SppX86Rmw *i = &r->insn;
+    unsigned size = i->size;
+    uint64_t mask = size == 8 ? UINT64_MAX : (1ULL << (size * 8)) - 1;
+    uint64_t f = r->rflags, src, cur, found, res;
+
+    switch (i->op) {
+    case SPP_X86_RMW_CMPXCHG:
+        if (!(r->rflags & SPP_X86_ZF)) {
+            /*
+             * It failed at its read, and writes back what it read: as a
+             * failed compare at that moment it stores nothing.
+             */
+            return;
+        }
+        src = spp_x86_rmw_reg(i, r->regs, R_EAX, false);
+        found = kvm_x86_host_cmpxchg(host, size, src, r->data);
+        if (found != src) {
+            spp_x86_rmw_apply(i, found, src, r->data, &f);
+            kvm_x86_rmw_set_reg(r, R_EAX, false, found);
+        }
+        break;
+    case SPP_X86_RMW_XCHG:
+        found = kvm_x86_host_xchg(host, size, r->data);
+        kvm_x86_rmw_set_reg(r, i->reg, i->reg_high8, found);
+        break;
+    default:
+        if (i->op == SPP_X86_RMW_XADD) {
+            /* The register holds the old value: the addend is the rest. */
+            src = (r->data - spp_x86_rmw_reg(i, r->regs, i->reg,
+                                             i->reg_high8)) & mask;
+        } else if (i->has_reg) {
+            src = spp_x86_rmw_reg(i, r->regs, i->reg, i->reg_high8);
+        } else {
+            src = i->imm;
+        }
+        cur = kvm_x86_host_load(host, size);
+        for (;;) {
+            f = r->rflags;
+            res = spp_x86_rmw_apply(i, cur, src, 0, &f);
+            found = kvm_x86_host_cmpxchg(host, size, cur, res);
+            if (found == cur) {
+                break;
+            }
+            cur = found;
+        }
+        if (i->op == SPP_X86_RMW_XADD) {
+            kvm_x86_rmw_set_reg(r, i->reg, i->reg_high8, cur);
+        }
+    }
+    if (f != r->rflags) {
+        r->rflags = f;
+        r->changed = true;
+    }
+}
+
+static bool kvm_x86_translate(CPUState *cs, uint64_t linear, hwaddr *gpa)
+{
+    struct kvm_translation tr = { .linear_address = linear };
+
+    if (kvm_vcpu_ioctl(cs, KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
+        return false;
+    }
+    *gpa = tr.physical_address;
+    return true;
+}
+
+/*
+ * The bytes before linear address @end into @buf (KVM_X86_INSN_MAX of
+ * them, the last at @end - 1); returns how many could be read.
+ */
+static unsigned kvm_x86_read_before(CPUState *cs, uint64_t end,
+                                    uint8_t *buf, MemTxAttrs attrs)
+{
+    unsigned got = 0;
+
+    while (got < KVM_X86_INSN_MAX) {
+        uint64_t last = end - got - 1;
+        unsigned n = MIN(KVM_X86_INSN_MAX - got,
+                         (last & ~TARGET_PAGE_MASK) + 1);
+        hwaddr gpa;
+
+        if (!kvm_x86_translate(cs, last, &gpa) ||
+            address_space_read(&address_space_memory, gpa - (n - 1), attrs,
+                               buf + KVM_X86_INSN_MAX - got - n, n)) {
+            break;
+        }
+        got += n;
+    }
+    return got;
+}
+
+static bool kvm_x86_same_rmw(const SppX86Rmw *a, const SppX86Rmw *b)
+{
+    return a->op == b->op && a->size == b->size &&
+           a->has_reg == b->has_reg && a->reg == b->reg &&
+           a->reg_high8 == b->reg_high8 && a->imm == b->imm;
+}
+
+static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
+                                   MemTxAttrs attrs)
+{
+    unsigned len = run->mmio.len, avail, n, found = 0;
+    hwaddr gpa = run->mmio.phys_addr, got;
+    uint8_t buf[KVM_X86_INSN_MAX];
+    struct kvm_regs kregs;
+    struct kvm_sregs sregs;
+    SppX86Context ctx = { 0 };
+    KvmX86Rmw r = { 0 };
+    SppX86Rmw cand;
+    uint64_t end;
+
+    /* Host atomics need a naturally aligned operand; SMM has its own. */
+    if ((len != 1 && len != 2 && len != 4 && len != 8) ||
+        (gpa & (len - 1)) || attrs.secure) {
+        return false;
+    }
+    if (kvm_vcpu_ioctl(cs, KVM_GET_REGS, &kregs) < 0 ||
+        kvm_vcpu_ioctl(cs, KVM_GET_SREGS, &sregs) < 0) {
+        return false;
+    }
+    kvm_x86_rmw_get_regs(&kregs, r.regs);
+    memcpy(ctx.regs, r.regs, sizeof(ctx.regs));
+    ctx.seg_base[R_ES] = sregs.es.base;
+    ctx.seg_base[R_CS] = sregs.cs.base;
+    ctx.seg_base[R_SS] = sregs.ss.base;
+    ctx.seg_base[R_DS] = sregs.ds.base;
+    ctx.seg_base[R_FS] = sregs.fs.base;
+    ctx.seg_base[R_GS] = sregs.gs.base;
+    if ((sregs.efer & MSR_EFER_LMA) && sregs.cs.l) {
+        ctx.code_bits = 64;
+        end = kregs.rip;
+    } else {
+        ctx.code_bits = (sregs.cr0 & CR0_PE_MASK) && sregs.cs.db &&
+                        !(kregs.rflags & VM_MASK) ? 32 : 16;
+        end = (sregs.cs.base + kregs.rip) & 0xffffffffULL;
+    }
+    avail = kvm_x86_read_before(cs, end, buf, attrs);
+
+    memcpy(&r.data, run->mmio.data, sizeof(r.data));
+    r.data = le64_to_cpu(r.data) & (len == 8 ? UINT64_MAX :
+                                    (1ULL << (len * 8)) - 1);
+    r.rflags = kregs.rflags;
+    for (n = 1; n <= avail; n++) {
+        ctx.rip = kregs.rip - n;
+        if (!spp_x86_insn_rmw(buf + KVM_X86_INSN_MAX - n, n, &ctx, &cand) ||
+            cand.size != len ||
+            !kvm_x86_translate(cs, cand.addr, &got) || got != gpa ||
+            !spp_x86_rmw_check(&cand, r.regs, r.rflags, r.data)) {
+            continue;
+        }
+        if (found++ && !kvm_x86_same_rmw(&cand, &r.insn)) {
+            trace_kvm_write_trap_x86_ambiguous(cs->cpu_index, kregs.rip, gpa);
+            return false;
+        }
+        r.insn = cand;
+    }
+    if (!found) {
+        return false;
+    }
+    if (!address_space_write_trap_rmw(&address_space_memory, gpa, attrs,
+                                      r.data, len, kvm_x86_rmw_do, &r)) {
+        return false;
+    }
+    trace_kvm_write_trap_x86_rmw(cs->cpu_index, kregs.rip - r.insn.insn_len,
+                                 r.insn.op, gpa, len, r.changed);
+    if (r.changed) {
+        kvm_x86_rmw_put_regs(r.regs, &kregs);
+        kregs.rflags = r.rflags;
+        if (kvm_vcpu_ioctl(cs, KVM_SET_REGS, &kregs) < 0) {
+            error_report("sub-page protection: cannot correct the registers "
+                         "of vCPU %d after an atomic operation at rip 0x%"
+                         PRIx64, cs->cpu_index, (uint64_t)kregs.rip);
+        }
+    }
+    return true;
+}
+
+static void kvm_write_trap_x86_register(void)
+{
+    kvm_write_trap_set_rmw_handler(kvm_x86_write_trap_rmw);
+}
+
+type_init(kvm_write_trap_x86_register)
