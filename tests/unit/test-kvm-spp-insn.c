@@ -204,7 +204,8 @@ static void test_random(void)
         .rip = RIP, .xsave_size = XSAVE_SIZE,
     };
     GRand *rand = g_rand_new_with_seed(0x5350);
-    unsigned i, stores = 0;
+    unsigned i, stores = 0, rmws = 0;
+    SppX86Rmw rmw;
 
     g_assert(map != MAP_FAILED);
     g_assert(!mprotect(map + psize, psize, PROT_NONE));
@@ -232,7 +233,17 @@ static void test_random(void)
         } else if (ra == SPP_X86_NO_MEMORY) {
             g_assert_cmpint(rb, ==, SPP_X86_NO_MEMORY);
         }
+        /* A locked read-modify-write is exactly the bytes it was given. */
+        if (spp_x86_insn_rmw(insn, len, &ctx, &rmw)) {
+            rmws++;
+            g_assert_cmpuint(rmw.insn_len, ==, len);
+            g_assert_true(rmw.size == 1 || rmw.size == 2 || rmw.size == 4 ||
+                          rmw.size == 8);
+            g_assert_false(len < sizeof(full) &&
+                           spp_x86_insn_rmw(full, sizeof(full), &ctx, &rmw));
+        }
     }
+    g_assert_cmpuint(rmws, >, 0);
     /* the stream does reach the memory forms */
     g_assert_cmpuint(stores, >, 10000);
     g_rand_free(rand);
@@ -290,6 +301,220 @@ static void test_vec_store(void)
     }
 }
 
+/* Locked read-modify-writes: what spp_x86_insn_rmw() makes of them. */
+typedef struct RmwCase {
+    const char *text;
+    unsigned bits;
+    const char *hex;
+    bool rmw;
+    SppX86RmwOp op;
+    uint64_t addr;
+    unsigned size;
+    int reg;                    /* -1: an immediate */
+    bool high8;
+    uint64_t imm;
+} RmwCase;
+
+static const RmwCase rmw_cases[] = {
+    { "lock xadd %eax,(%rdi)", 64, "f00fc107",
+      true, SPP_X86_RMW_XADD, RDI, 4, 0 },
+    { "lock xadd %rcx,0x10(%rax)", 64, "f0480fc14810",
+      true, SPP_X86_RMW_XADD, RAX + 0x10, 8, 1 },
+    { "lock cmpxchg %edx,(%rdi)", 64, "f00fb117",
+      true, SPP_X86_RMW_CMPXCHG, RDI, 4, 2 },
+    { "lock cmpxchg %cl,(%rsi)", 64, "f00fb00e",
+      true, SPP_X86_RMW_CMPXCHG, RSI, 1, 1 },
+    { "xchg %eax,(%rdi) (locks without a prefix)", 64, "8707",
+      true, SPP_X86_RMW_XCHG, RDI, 4, 0 },
+    { "lock addl $0x1,(%rdi)", 64, "f0830701",
+      true, SPP_X86_RMW_ADD, RDI, 4, -1, false, 1 },
+    { "lock incl (%rdi)", 64, "f0ff07",
+      true, SPP_X86_RMW_INC, RDI, 4, -1 },
+    { "lock decq 0x8(%rbx)", 64, "f048ff4b08",
+      true, SPP_X86_RMW_DEC, RBX + 8, 8, -1 },
+    { "lock orb $0x10,(%rax)", 64, "f0800810",
+      true, SPP_X86_RMW_OR, RAX, 1, -1, false, 0x10 },
+    { "lock andl $0xfffffffe,(%rdi)", 64, "f08327fe",
+      true, SPP_X86_RMW_AND, RDI, 4, -1, false, 0xfffffffe },
+    { "lock btsl $0x3,(%rdi)", 64, "f00fba2f03",
+      true, SPP_X86_RMW_BTS, RDI, 4, -1, false, 3 },
+    { "lock xadd %ah,(%rdi)", 64, "f00fc027",
+      true, SPP_X86_RMW_XADD, RDI, 1, 0, true },
+    { "lock xadd %sil,(%rdi)", 64, "f0400fc037",
+      true, SPP_X86_RMW_XADD, RDI, 1, 6 },
+    { "lock add %eax,0x100(%rip)", 64, "f0010500010000",
+      true, SPP_X86_RMW_ADD, RIP + 7 + 0x100, 4, 0 },
+    { "lock negl (%rdi)", 64, "f0f71f",
+      true, SPP_X86_RMW_NEG, RDI, 4, -1 },
+    { "lock notl (%rdi)", 64, "f0f717",
+      true, SPP_X86_RMW_NOT, RDI, 4, -1 },
+    { "lock addw $0x1234,(%rdi)", 64, "66f081073412",
+      true, SPP_X86_RMW_ADD, RDI, 2, -1, false, 0x1234 },
+    { "lock subq $-2,(%r9)", 64, "f0498329fe",
+      true, SPP_X86_RMW_SUB, R9, 8, -1, false, (uint64_t)-2 },
+    /* not locked read-modify-writes */
+    { "add %eax,(%rdi) (no lock)", 64, "0107", false },
+    { "lock cmpl $0x1,(%rdi) (no store)", 64, "f0833f01", false },
+    { "mov %eax,(%rdi)", 64, "8907", false },
+    { "lock add %eax,%ecx (#UD)", 64, "f001c1", false },
+    { "lock xadd %eax,(%rdi) with a byte more", 64, "f00fc10790", false },
+    { "lock xadd %eax,(%rdi) cut short", 64, "f00fc1", false },
+    /* 32-bit code */
+    { "lock xadd %eax,(%edi)", 32, "f00fc107",
+      true, SPP_X86_RMW_XADD, (DS + RDI) & 0xffffffff, 4, 0 },
+    { "lock addl $0x12345678,%fs:0x4(%ebx)", 32, "64f081430478563412",
+      true, SPP_X86_RMW_ADD, FS + RBX + 4, 4, -1, false, 0x12345678 },
+};
+
+static void test_rmw_case(gconstpointer opaque)
+{
+    const RmwCase *c = opaque;
+    SppX86Context ctx = {
+        .regs = { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI,
+                  R8, R9, 0, 0, R12, R13 },
+        .seg_base = { ES, 0, SS, DS, FS, 0 },
+        .rip = RIP,
+        .code_bits = c->bits,
+    };
+    SppX86Rmw rmw;
+    uint8_t insn[16];
+    size_t len = parse_hex(c->hex, insn);
+
+    g_test_message("%d-bit: %s", c->bits, c->text);
+    g_assert_cmpint(spp_x86_insn_rmw(insn, len, &ctx, &rmw), ==, c->rmw);
+    if (!c->rmw) {
+        return;
+    }
+    g_assert_cmpint(rmw.op, ==, c->op);
+    g_assert_cmphex(rmw.addr, ==, c->addr);
+    g_assert_cmpuint(rmw.size, ==, c->size);
+    g_assert_cmpuint(rmw.insn_len, ==, len);
+    g_assert_cmpint(rmw.has_reg, ==, c->reg >= 0);
+    if (c->reg >= 0) {
+        g_assert_cmpuint(rmw.reg, ==, c->reg);
+        g_assert_cmpint(rmw.reg_high8, ==, c->high8);
+    } else {
+        g_assert_cmphex(rmw.imm, ==, c->imm);
+    }
+}
+
+#define F_CF SPP_X86_CF
+#define F_PF SPP_X86_PF
+#define F_AF SPP_X86_AF
+#define F_ZF SPP_X86_ZF
+#define F_SF SPP_X86_SF
+#define F_OF SPP_X86_OF
+
+static uint64_t apply(SppX86RmwOp op, unsigned size, uint64_t mem,
+                      uint64_t src, uint64_t new, uint64_t *flags)
+{
+    SppX86Rmw rmw = { .op = op, .size = size };
+
+    return spp_x86_rmw_apply(&rmw, mem, src, new, flags);
+}
+
+/* Results and flags as the processor computes them. */
+static void test_rmw_apply(void)
+{
+    uint64_t f;
+
+    f = 0x202;                                  /* IF and bit 1 stay */
+    g_assert_cmphex(apply(SPP_X86_RMW_ADD, 1, 0x7f, 1, 0, &f), ==, 0x80);
+    g_assert_cmphex(f, ==, 0x202 | F_OF | F_SF | F_AF);
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_SUB, 4, 0, 1, 0, &f), ==, 0xffffffff);
+    g_assert_cmphex(f, ==, F_CF | F_SF | F_AF | F_PF);
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_ADD, 8, UINT64_MAX, 1, 0, &f), ==, 0);
+    g_assert_cmphex(f, ==, F_CF | F_ZF | F_AF | F_PF);
+    /* INC and DEC keep CF */
+    f = F_CF;
+    g_assert_cmphex(apply(SPP_X86_RMW_INC, 2, 0xffff, 0, 0, &f), ==, 0);
+    g_assert_cmphex(f, ==, F_CF | F_ZF | F_AF | F_PF);
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_DEC, 1, 0x80, 0, 0, &f), ==, 0x7f);
+    g_assert_cmphex(f, ==, F_OF | F_AF);
+    /* logic: CF and OF cleared */
+    f = F_CF | F_OF;
+    g_assert_cmphex(apply(SPP_X86_RMW_AND, 4, 0xf0, 0x3c, 0, &f), ==, 0x30);
+    g_assert_cmphex(f, ==, F_PF);
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_NEG, 4, 1, 0, 0, &f), ==, 0xffffffff);
+    g_assert_cmphex(f, ==, F_CF | F_SF | F_AF | F_PF);
+    f = F_ZF;
+    g_assert_cmphex(apply(SPP_X86_RMW_NOT, 1, 0x0f, 0, 0, &f), ==, 0xf0);
+    g_assert_cmphex(f, ==, F_ZF);
+    /* XADD stores the sum; CMPXCHG stores @new only when equal */
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_XADD, 4, 41, 1, 0, &f), ==, 42);
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_CMPXCHG, 4, 5, 5, 9, &f), ==, 9);
+    g_assert_cmphex(f, ==, F_ZF | F_PF);
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_CMPXCHG, 4, 6, 5, 9, &f), ==, 6);
+    g_assert_cmphex(f & (F_ZF | F_CF), ==, F_CF);
+    /* BT*: CF is the old bit, the rest stays */
+    f = F_ZF;
+    g_assert_cmphex(apply(SPP_X86_RMW_BTS, 4, 0, 35, 0, &f), ==, 8);
+    g_assert_cmphex(f, ==, F_ZF);
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_BTR, 4, 8, 3, 0, &f), ==, 0);
+    g_assert_cmphex(f, ==, F_CF);
+    f = 0;
+    g_assert_cmphex(apply(SPP_X86_RMW_ADC, 1, 0xff, 0xff, 0, &f), ==, 0xfe);
+    g_assert_cmphex(f & F_CF, ==, F_CF);
+    f = F_CF;
+    g_assert_cmphex(apply(SPP_X86_RMW_SBB, 1, 5, 5, 0, &f), ==, 0xff);
+    g_assert_cmphex(f & F_CF, ==, F_CF);
+}
+
+/*
+ * The state after an instruction that KVM's emulator ran agrees with
+ * it; the same state after another instruction does not.
+ */
+static void test_rmw_check(void)
+{
+    SppX86Rmw xadd = { .op = SPP_X86_RMW_XADD, .size = 4, .has_reg = true };
+    SppX86Rmw add1 = { .op = SPP_X86_RMW_ADD, .size = 4, .imm = 1 };
+    SppX86Rmw cmpxchg = { .op = SPP_X86_RMW_CMPXCHG, .size = 4,
+                          .has_reg = true, .reg = 2 };
+    uint64_t regs[16] = { 0 }, f;
+
+    /* lock xadd %eax,(m): m was 41, %eax was 1 */
+    regs[0] = 41;
+    f = 0x202;
+    apply(SPP_X86_RMW_ADD, 4, 41, 1, 0, &f);
+    g_assert_true(spp_x86_rmw_check(&xadd, regs, f, 42));
+    g_assert_false(spp_x86_rmw_check(&xadd, regs, f | F_ZF, 42));
+    /* lock addl $1,(m): m was 41 */
+    g_assert_true(spp_x86_rmw_check(&add1, regs, f, 42));
+    g_assert_false(spp_x86_rmw_check(&add1, regs, f, 43));
+    /* a plain mov of 42 after a flags-clearing instruction */
+    g_assert_false(spp_x86_rmw_check(&add1, regs, 0x202 | F_ZF | F_PF, 42));
+    /* lock cmpxchg %edx,(m): equal (stores %edx), and not (stores m) */
+    regs[0] = 7;
+    regs[2] = 9;
+    g_assert_true(spp_x86_rmw_check(&cmpxchg, regs, F_ZF | F_PF, 9));
+    g_assert_false(spp_x86_rmw_check(&cmpxchg, regs, F_ZF | F_PF, 8));
+    g_assert_true(spp_x86_rmw_check(&cmpxchg, regs, F_CF, 7));
+    g_assert_false(spp_x86_rmw_check(&cmpxchg, regs, F_CF, 9));
+}
+
+/* Register updates at each operand size. */
+static void test_rmw_regs(void)
+{
+    SppX86Rmw b = { .size = 1 }, d = { .size = 4 }, w = { .size = 2 };
+    uint64_t regs[16] = { 0x1122334455667788ULL };
+
+    g_assert_cmphex(spp_x86_rmw_reg(&b, regs, 0, true), ==, 0x77);
+    spp_x86_rmw_set_reg(&b, regs, 0, true, 0xab);
+    g_assert_cmphex(regs[0], ==, 0x112233445566ab88ULL);
+    spp_x86_rmw_set_reg(&w, regs, 0, false, 0xcdef);
+    g_assert_cmphex(regs[0], ==, 0x112233445566cdefULL);
+    spp_x86_rmw_set_reg(&d, regs, 0, false, 0x12345678);
+    g_assert_cmphex(regs[0], ==, 0x12345678);
+}
+
 int main(int argc, char **argv)
 {
     size_t i;
@@ -304,5 +529,13 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm-spp-insn/vec-store", test_vec_store);
     g_test_add_func("/kvm-spp-insn/too-long", test_too_long);
     g_test_add_func("/kvm-spp-insn/random", test_random);
+    for (i = 0; i < ARRAY_SIZE(rmw_cases); i++) {
+        g_autofree char *path = g_strdup_printf("/kvm-spp-insn/rmw/%zu", i);
+
+        g_test_add_data_func(path, &rmw_cases[i], test_rmw_case);
+    }
+    g_test_add_func("/kvm-spp-insn/rmw-apply", test_rmw_apply);
+    g_test_add_func("/kvm-spp-insn/rmw-check", test_rmw_check);
+    g_test_add_func("/kvm-spp-insn/rmw-regs", test_rmw_regs);
     return g_test_run();
 }
