@@ -1650,20 +1650,33 @@ static void smp_start(QTestState *qts, unsigned ncpus)
     }
 }
 
+/* Start SMP job @job on every vCPU; smp_job_done() tells when it ends. */
+static void smp_job_begin(QTestState *qts, uint32_t job, uint32_t arg,
+                          uint32_t addr)
+{
+    qtest_writel(qts, SPP_SMP_CMD, job);
+    qtest_writel(qts, SPP_SMP_ARG, arg);
+    qtest_writel(qts, SPP_SMP_ADDR, addr);
+    qtest_writel(qts, SPP_SMP_GEN, qtest_readl(qts, SPP_SMP_GEN) + 1);
+    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_SMP_JOB);
+}
+
+/* Whether the job is done: on the first vCPU, and on @ncpus - 1 APs. */
+static bool smp_job_done(QTestState *qts, unsigned ncpus, uint32_t done)
+{
+    return !qtest_readl(qts, SPP_MB_CMD) &&
+           qtest_readl(qts, SPP_SMP_DONE) == done + ncpus - 1;
+}
+
 /* Run SMP job @job on all @ncpus vCPUs at once; return when all are done. */
 static void smp_job(QTestState *qts, unsigned ncpus, uint32_t job,
                     uint32_t arg, uint32_t addr)
 {
     uint32_t done = qtest_readl(qts, SPP_SMP_DONE);
-    gint64 deadline;
+    gint64 deadline = g_get_monotonic_time() + 6 * GUEST_TIMEOUT_US;
 
-    qtest_writel(qts, SPP_SMP_CMD, job);
-    qtest_writel(qts, SPP_SMP_ARG, arg);
-    qtest_writel(qts, SPP_SMP_ADDR, addr);
-    qtest_writel(qts, SPP_SMP_GEN, qtest_readl(qts, SPP_SMP_GEN) + 1);
-    guest_run(qts, SPP_CMD_SMP_JOB, 0);
-    deadline = g_get_monotonic_time() + 6 * GUEST_TIMEOUT_US;
-    while (qtest_readl(qts, SPP_SMP_DONE) != done + ncpus - 1) {
+    smp_job_begin(qts, job, arg, addr);
+    while (!smp_job_done(qts, ncpus, done)) {
         g_assert(g_get_monotonic_time() < deadline);
         g_usleep(1000);
     }
@@ -1728,6 +1741,77 @@ static void test_guest_smp_atomics(const void *opaque)
     qtest_quit(qts);
 }
 
+/*
+ * Every vCPU does lock xadd on a counter in the writable sub-page of a
+ * protected page while the host toggles the protection of another
+ * sub-page of that page and protects and releases page Q (under KVM a
+ * memslot change each time), then migrates the VM mid-job; the
+ * destination runs the job to its end.  Not one increment may be lost
+ * and no protected byte may change.
+ */
+static void test_guest_smp_churn(const void *opaque)
+{
+    const SmpCase *c = opaque;
+    bool kvm = !strcmp(c->accel, "kvm");
+    g_autofree char *args = g_strdup_printf("-smp %u -spp event-rate=0",
+                                            c->ncpus);
+    g_autofree char *file = g_build_filename(g_get_tmp_dir(),
+                                             "spp-test-smp-XXXXXX", NULL);
+    g_autofree char *uri = NULL;
+    const uint32_t n = kvm ? 20000 : 100000;
+    QTestState *src = start_guest(c->accel, args), *dst;
+    uint8_t before[4096], after[4096];
+    gint64 deadline;
+    uint32_t done;
+    unsigned i;
+    int fd;
+
+    fd = g_mkstemp(file);
+    g_assert(fd >= 0);
+    close(fd);
+    uri = g_strdup_printf("file:%s", file);
+
+    smp_start(src, c->ncpus);
+    for (i = 0; i < sizeof(before); i++) {
+        before[i] = i * 13 + 5;
+    }
+    qtest_memwrite(src, SPP_PAGE_P, before, sizeof(before));
+    qtest_writel(src, SPP_PAGE_P, 0);
+    before[0] = before[1] = before[2] = before[3] = 0;
+    set_subpage(src, GFN_P, 1, 0x00000001);
+    done = qtest_readl(src, SPP_SMP_DONE);
+    smp_job_begin(src, SPP_JOB_XADD, n, SPP_PAGE_P);
+    for (i = 0; i < 40; i++) {
+        set_subpage(src, GFN_P, 1, i % 2 ? 0x00000001 : 0x00000003);
+        set_subpage(src, GFN_Q, 1, i % 2 ? WP_ALL : 0x0000ffff);
+    }
+    set_subpage(src, GFN_P, 1, 0x00000001);
+    set_subpage(src, GFN_Q, 1, 0x0000ffff);
+    g_assert_false(smp_job_done(src, c->ncpus, done));
+    migrate_to_file(src, uri);
+    qtest_quit(src);
+
+    dst = qtest_initf("-machine q35 -m 64 -smp %u -cpu %s -accel %s "
+                      "-bios %s -spp event-rate=0 -incoming %s", c->ncpus,
+                      guest_cpu(c->accel), c->accel, guest_bin, uri);
+    deadline = g_get_monotonic_time() + 6 * GUEST_TIMEOUT_US;
+    while (!smp_job_done(dst, c->ncpus, done)) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+    g_test_message("%s, %u vCPUs, lock xadd across churn and migration: "
+                   "%u of %u increments", c->accel, c->ncpus,
+                   qtest_readl(dst, SPP_PAGE_P), c->ncpus * n);
+    g_assert_cmpuint(qtest_readl(dst, SPP_PAGE_P), ==, c->ncpus * n);
+    qtest_memread(dst, SPP_PAGE_P, after, sizeof(after));
+    g_assert(memcmp(before + 128, after + 128, sizeof(after) - 128) == 0);
+    g_assert_cmphex(get_vector(dst, GFN_P), ==, 0x00000001);
+    g_assert_cmphex(get_vector(dst, GFN_Q), ==, 0x0000ffff);
+    g_assert_cmpuint(spp_counter(dst, "violations"), ==, 0);
+    qtest_quit(dst);
+    unlink(file);
+}
+
 #define BLK_REQ 0x500000
 #define BLK_LATENCY_NS 300000000
 
@@ -1779,7 +1863,6 @@ static void test_iothread_stop(void)
     QGuestAllocator alloc;
     QVirtioPCIDevice *dev;
     QVirtQueue *vq;
-    QDict *rsp;
     uint32_t head;
     int round;
 
@@ -1810,22 +1893,7 @@ static void test_iothread_stop(void)
 
     /* migration stops the VM too */
     head = blk_read_start(qts, dev, vq);
-    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
-                             "{'uri': %s}}", uri);
-    for (;;) {
-        const char *st;
-
-        rsp = qtest_qmp_assert_success_ref(qts,
-                                           "{'execute': 'query-migrate'}");
-        st = qdict_get_try_str(rsp, "status");
-        if (st && !strcmp(st, "completed")) {
-            qobject_unref(rsp);
-            break;
-        }
-        g_assert(!st || strcmp(st, "failed"));
-        qobject_unref(rsp);
-        g_usleep(10000);
-    }
+    migrate_to_file(qts, uri);
     wait_status(qts, "postmigrate");
     qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
     blk_read_finish(qts, dev, vq, head);
@@ -2077,6 +2145,14 @@ static void add_guest_tests(const char *accel)
 
         *c = (SmpCase) { .accel = accel, .ncpus = ncpus[i] };
         qtest_add_data_func_full(path, c, test_guest_smp_atomics, g_free);
+    }
+    for (i = 0; i < ARRAY_SIZE(ncpus); i++) {
+        SmpCase *c = g_new(SmpCase, 1);
+        g_autofree char *path = g_strdup_printf("/spp/%s/guest-smp%u-churn",
+                                                accel, ncpus[i]);
+
+        *c = (SmpCase) { .accel = accel, .ncpus = ncpus[i] };
+        qtest_add_data_func_full(path, c, test_guest_smp_churn, g_free);
     }
 }
 
