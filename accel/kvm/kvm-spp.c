@@ -19,6 +19,7 @@
 #include "qapi/error.h"
 #include "qemu/error-report.h"
 #include "qom/object.h"
+#include "hw/mem/memory-device.h"
 #include "system/kvm.h"
 #include "system/kvm_int.h"
 #include "system/spp-backend.h"
@@ -160,8 +161,7 @@ static bool kvm_spp_check_slots(const SppRange *r, size_t n,
                                 const uint32_t *old, Error **errp)
 {
     KVMState *s = kvm_state;
-    uint64_t runs = 0, k = 0, i, need;
-    int used = 0, a;
+    uint64_t runs = 0, k = 0, i, need, free, reserved;
     size_t j;
 
     for (j = 0; j < n; j++) {
@@ -185,21 +185,24 @@ static bool kvm_spp_check_slots(const SppRange *r, size_t n,
                              spp_get_vector(end + 1) != SPP_WP_ALL);
         }
     }
-    for (a = 0; a < s->nr_as; a++) {
-        if (s->as[a].ml) {
-            used = MAX(used, (int)s->as[a].ml->nr_slots_used);
-        }
-    }
     if (!runs) {
         return true;
     }
+    /*
+     * Count what is in use under the slots lock, and leave the slots
+     * that memory devices (DIMMs, virtio-mem) were promised: a later
+     * plug must find them, not fail in kvm_set_phys_mem().
+     */
+    free = kvm_get_free_memslots();
+    reserved = memory_devices_get_reserved_memslots();
     need = KVM_SPP_SLOTS_PER_RUN * (runs + SPP_STEP_MAX_PAGES);
-    if (used + need > s->nr_slots_max) {
+    if (need + reserved > free) {
         error_setg(errp, "this change may need %" PRIu64 " more KVM memory "
                    "slots (%" PRIu64 " runs of pages change protection, "
-                   "and room for a step), but KVM allows %d "
-                   "(KVM_CAP_NR_MEMSLOTS) and %d are in use",
-                   need, runs, s->nr_slots_max, used);
+                   "and room for a step), but of the %d KVM allows "
+                   "(KVM_CAP_NR_MEMSLOTS) %" PRIu64 " are free and %" PRIu64
+                   " of those are reserved for memory devices",
+                   need, runs, s->nr_slots_max, free, reserved);
         return false;
     }
     return true;

@@ -17,6 +17,7 @@
 
 #include "qemu/osdep.h"
 #include <linux/kvm.h>
+#include "qemu/bitmap.h"
 #include "qemu/rcu.h"
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
@@ -110,6 +111,50 @@ static void kvm_write_trap_section(AddressSpace *as, hwaddr addr,
     *end = r.end;
 }
 
+/*
+ * A slot re-created while its pages are dirty-logged starts, with
+ * KVM_DIRTY_LOG_INITIALLY_SET, with every page dirty: repeated
+ * protection changes during migration would send the whole neighbouring
+ * RAM again each round.  Deleting the old slot synced its dirty pages
+ * into QEMU's bitmap, and no vCPU ran since, so clear the new slots'
+ * logs (which also write-protects their pages for the logging).
+ */
+static void kvm_write_trap_clear_initial_log(KVMMemoryListener *kml,
+                                             hwaddr start, hwaddr end)
+{
+    KVMState *s = kvm_state;
+    int i;
+
+    if (!(s->manual_dirty_log_protect & KVM_DIRTY_LOG_INITIALLY_SET) ||
+        s->kvm_dirty_ring_size) {
+        return;
+    }
+    for (i = 0; i < kml->nr_slots_allocated; i++) {
+        KVMSlot *mem = &kml->slots[i];
+        g_autofree unsigned long *all = NULL;
+        struct kvm_clear_dirty_log d;
+        uint64_t npages;
+
+        if (!mem->memory_size || !(mem->flags & KVM_MEM_LOG_DIRTY_PAGES) ||
+            mem->start_addr < start || mem->start_addr >= end) {
+            continue;
+        }
+        npages = mem->memory_size / qemu_real_host_page_size();
+        all = bitmap_new(npages);
+        bitmap_set(all, 0, npages);
+        d = (struct kvm_clear_dirty_log) {
+            .slot = mem->slot | (kml->as_id << 16),
+            .num_pages = npages,
+            .dirty_bitmap = all,
+        };
+        if (kvm_vm_ioctl(s, KVM_CLEAR_DIRTY_LOG, &d) < 0) {
+            /* Only costs a resend of the slot's pages. */
+            trace_kvm_write_trap_clear_log_failed(kml->as_id,
+                                                  mem->start_addr);
+        }
+    }
+}
+
 static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
                                    uint64_t size)
 {
@@ -168,6 +213,7 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
             trace_kvm_write_trap_reslot(kml->as_id, start, end - start);
             kvm_set_phys_mem(kml, &section, false);
             kvm_set_phys_mem(kml, &section, true);
+            kvm_write_trap_clear_initial_log(kml, start, end);
             from = end;
         }
     }

@@ -1994,6 +1994,60 @@ static void test_kvm_memslots(void)
     qtest_quit(qts);
 }
 
+/*
+ * Live migration converges while protections change: protecting and
+ * releasing a page re-creates the memslots around it, which must not
+ * make KVM report all their pages dirty again (KVM_DIRTY_LOG_INITIALLY_SET)
+ * each round.  The guest is idle; the bandwidth is limited, so the RAM
+ * takes rounds; the host toggles a protection every 20 ms throughout.
+ */
+static void test_kvm_migrate_converges(void)
+{
+    g_autofree char *file = g_build_filename(g_get_tmp_dir(),
+                                             "spp-test-conv-XXXXXX", NULL);
+    g_autofree char *uri = NULL;
+    QTestState *qts = start_guest("kvm", "-spp event-rate=0");
+    gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    const char *status = NULL;
+    QDict *rsp = NULL, *ram;
+    unsigned toggles = 0;
+    int fd;
+
+    fd = g_mkstemp(file);
+    g_assert(fd >= 0);
+    close(fd);
+    uri = g_strdup_printf("file:%s", file);
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': 33554432, "
+                             "'downtime-limit': 100}}");
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+    for (;;) {
+        set_subpage(qts, GFN_P, 1, toggles++ % 2 ? WP_ALL : 0xfffffffe);
+        g_usleep(20 * 1000);
+        qobject_unref(rsp);
+        rsp = qtest_qmp_assert_success_ref(qts,
+                                           "{'execute': 'query-migrate'}");
+        status = qdict_get_try_str(rsp, "status");
+        g_assert(!status || strcmp(status, "failed"));
+        if ((status && !strcmp(status, "completed")) ||
+            g_get_monotonic_time() > deadline) {
+            break;
+        }
+    }
+    ram = qdict_get_qdict(rsp, "ram");
+    g_test_message("migration %s after %u protection changes: %" PRIu64
+                   " syncs, %" PRIu64 " pages sent, %" PRIu64
+                   " of them zero (RAM: %d pages)", status, toggles,
+                   get_u(ram, "dirty-sync-count"),
+                   get_u(ram, "normal") + get_u(ram, "duplicate"),
+                   get_u(ram, "duplicate"), 64 * 256);
+    g_assert_cmpstr(status, ==, "completed");
+    qobject_unref(rsp);
+    qtest_quit(qts);
+    unlink(file);
+}
+
 /* -accel kvm,spp=hardware without SPP refuses to start. */
 static void test_kvm_backend_hardware(void)
 {
@@ -2197,6 +2251,8 @@ int main(int argc, char **argv)
         }
         qtest_add_func("/spp/kvm/backend-auto", test_kvm_backend_auto);
         qtest_add_func("/spp/kvm/memslots", test_kvm_memslots);
+        qtest_add_func("/spp/kvm/migrate-converges",
+                       test_kvm_migrate_converges);
         qtest_add_func("/spp/kvm/backend-hardware",
                        test_kvm_backend_hardware);
     }
