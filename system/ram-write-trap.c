@@ -406,5 +406,17 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
         memory_write_trap_begin();
         write_trap_flush_pending = true;
         memory_write_trap_commit();
+    } else if (changed && tcg_enabled()) {
+        /*
+         * Stale store entries of released pages still take the I/O path
+         * (and let every byte through): drop them when convenient.
+         */
+        CPUState *cpu;
+
+        CPU_FOREACH(cpu) {
+            if (cpu->created) {
+                async_run_on_cpu(cpu, write_trap_flush_work, RUN_ON_CPU_NULL);
+            }
+        }
     }
 }
