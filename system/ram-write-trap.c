@@ -296,11 +296,12 @@ static void write_trap_flush_work(CPUState *cpu, run_on_cpu_data data)
  * runs on each vCPU and waits for it.  The work is only queued from a
  * vCPU thread, which cannot wait for the others while it holds the BQL
  * on their behalf, and while the VM is stopped, as a vCPU does its
- * queued work before it runs guest code again.
+ * queued work before it runs guest code again; and without @may_wait,
+ * for entries that are merely stale (released pages).
  */
-static void write_trap_flush_tlbs(void)
+static void write_trap_flush_tlbs(bool may_wait)
 {
-    bool wait = !current_cpu && runstate_is_running();
+    bool wait = may_wait && !current_cpu && runstate_is_running();
     CPUState *cpu;
 
     if (!tcg_enabled()) {
@@ -331,7 +332,7 @@ void memory_write_trap_commit(void)
         return;
     }
     write_trap_flush_pending = false;
-    write_trap_flush_tlbs();
+    write_trap_flush_tlbs(true);
 }
 
 void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
@@ -406,17 +407,11 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
         memory_write_trap_begin();
         write_trap_flush_pending = true;
         memory_write_trap_commit();
-    } else if (changed && tcg_enabled()) {
+    } else if (changed) {
         /*
          * Stale store entries of released pages still take the I/O path
          * (and let every byte through): drop them when convenient.
          */
-        CPUState *cpu;
-
-        CPU_FOREACH(cpu) {
-            if (cpu->created) {
-                async_run_on_cpu(cpu, write_trap_flush_work, RUN_ON_CPU_NULL);
-            }
-        }
+        write_trap_flush_tlbs(false);
     }
 }
