@@ -252,6 +252,10 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
         kvm_vcpu_ioctl(cs, KVM_GET_SREGS, &sregs) < 0) {
         return false;
     }
+    if ((kregs.rflags & TF_MASK) || cs->singlestep_enabled) {
+        /* KVM_SET_REGS would drop the #DB queued after the instruction. */
+        return false;
+    }
     kvm_x86_rmw_get_regs(&kregs, r.regs);
     memcpy(ctx.regs, r.regs, sizeof(ctx.regs));
     ctx.seg_base[R_ES] = sregs.es.base;
