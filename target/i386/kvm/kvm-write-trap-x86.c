@@ -223,6 +223,37 @@ static unsigned kvm_x86_read_before(CPUState *cs, uint64_t end,
     return got;
 }
 
+#define KVM_X86_SYNC (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
+
+/*
+ * The vCPU's registers at this exit.  Where KVM_CAP_SYNC_REGS offers
+ * them, ask KVM to leave them in kvm_run at every exit from the first
+ * trapped write on, which saves two vCPU ioctls a trapped write.
+ */
+static bool kvm_x86_get_regs(CPUState *cs, struct kvm_run *run,
+                             struct kvm_regs *regs, struct kvm_sregs *sregs)
+{
+    static int sync = -1;
+
+    if (sync < 0) {
+        sync = (kvm_check_extension(kvm_state, KVM_CAP_SYNC_REGS) &
+                KVM_X86_SYNC) == KVM_X86_SYNC;
+    }
+    if (sync && (run->kvm_valid_regs & KVM_X86_SYNC) == KVM_X86_SYNC) {
+        *regs = run->s.regs.regs;
+        *sregs = run->s.regs.sregs;
+        return true;
+    }
+    if (kvm_vcpu_ioctl(cs, KVM_GET_REGS, regs) < 0 ||
+        kvm_vcpu_ioctl(cs, KVM_GET_SREGS, sregs) < 0) {
+        return false;
+    }
+    if (sync) {
+        run->kvm_valid_regs |= KVM_X86_SYNC;
+    }
+    return true;
+}
+
 static bool kvm_x86_same_rmw(const SppX86Rmw *a, const SppX86Rmw *b)
 {
     return a->op == b->op && a->size == b->size &&
@@ -248,8 +279,7 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
         (gpa & (len - 1)) || attrs.secure) {
         return false;
     }
-    if (kvm_vcpu_ioctl(cs, KVM_GET_REGS, &kregs) < 0 ||
-        kvm_vcpu_ioctl(cs, KVM_GET_SREGS, &sregs) < 0) {
+    if (!kvm_x86_get_regs(cs, run, &kregs, &sregs)) {
         return false;
     }
     if ((kregs.rflags & TF_MASK) || cs->singlestep_enabled) {
