@@ -58,6 +58,11 @@
  * (torn) increments SPP_SMP_TORN.
  */
 #define SPP_JOB_TEAR        4
+/*
+ * ARG times: take the spinlock at ADDR with xchg, increment the dword
+ * at ADDR + 4 with a plain (unlocked) add, release the lock with a mov
+ */
+#define SPP_JOB_XCHG_LOCK   5
 
 #define SPP_CMD_MATRIX      1
 #define SPP_CMD_HAMMER      2

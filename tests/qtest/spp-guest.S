@@ -364,7 +364,22 @@ smp_job:
         je      4f
         cmpl    $SPP_JOB_TEAR, %eax
         je      5f
+        cmpl    $SPP_JOB_XCHG_LOCK, %eax
+        je      12f
 9:
+        ret
+12:
+        movl    $1, %eax
+        xchgl   %eax, (%edi)
+        testl   %eax, %eax
+        jz      13f
+        pause
+        jmp     12b
+13:
+        addl    $1, 4(%edi)
+        movl    $0, (%edi)
+        decl    %ecx
+        jnz     12b
         ret
 1:
         movl    $1, %eax

@@ -1689,9 +1689,10 @@ typedef struct SmpCase {
 
 /*
  * Every vCPU increments counters in the one writable sub-page of a
- * protected page with lock xadd, a lock cmpxchg loop and lock add, and
- * flips an aligned 8-byte word there between all-zeros and all-ones
- * while reading it back.  No increment may be lost, no value torn, no
+ * protected page with lock xadd, a lock cmpxchg loop, lock add and a
+ * plain add under a spinlock taken with xchg, and flips an aligned
+ * 8-byte word there between all-zeros and all-ones while reading it
+ * back.  No increment may be lost, no value torn, no
  * protected byte may change, and nothing is a violation.
  */
 static void test_guest_smp_atomics(const void *opaque)
@@ -1709,6 +1710,8 @@ static void test_guest_smp_atomics(const void *opaque)
         { SPP_JOB_XADD, 0, "lock xadd" },
         { SPP_JOB_CMPXCHG, 4, "lock cmpxchg" },
         { SPP_JOB_LOCK_ADD, 8, "lock add" },
+        /* the counter after a spinlock taken with xchg at +12 */
+        { SPP_JOB_XCHG_LOCK, 12, "xchg spinlock" },
     };
     uint8_t before[4096], after[4096];
     unsigned i;
@@ -1722,9 +1725,13 @@ static void test_guest_smp_atomics(const void *opaque)
     for (i = 0; i < ARRAY_SIZE(jobs); i++) {
         uint32_t got;
 
+        unsigned counter = jobs[i].off +
+                           (jobs[i].job == SPP_JOB_XCHG_LOCK ? 4 : 0);
+
         qtest_writel(qts, SPP_PAGE_P + jobs[i].off, 0);
+        qtest_writel(qts, SPP_PAGE_P + counter, 0);
         smp_job(qts, c->ncpus, jobs[i].job, n, SPP_PAGE_P + jobs[i].off);
-        got = qtest_readl(qts, SPP_PAGE_P + jobs[i].off);
+        got = qtest_readl(qts, SPP_PAGE_P + counter);
         g_test_message("%s, %u vCPUs, %s: %u of %u increments", c->accel,
                        c->ncpus, jobs[i].what, got, c->ncpus * n);
         g_assert_cmpuint(got, ==, c->ncpus * n);
