@@ -18,6 +18,7 @@
 #include "qemu/osdep.h"
 #include <linux/kvm.h>
 #include "qemu/bitmap.h"
+#include "qemu/error-report.h"
 #include "qemu/rcu.h"
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
@@ -149,8 +150,8 @@ static void kvm_write_trap_clear_initial_log(KVMMemoryListener *kml,
         };
         if (kvm_vm_ioctl(s, KVM_CLEAR_DIRTY_LOG, &d) < 0) {
             /* Only costs a resend of the slot's pages. */
-            trace_kvm_write_trap_clear_log_failed(kml->as_id,
-                                                  mem->start_addr);
+            warn_report_once("sub-page protection: cannot clear the dirty "
+                             "log of a re-created memory slot");
         }
     }
 }

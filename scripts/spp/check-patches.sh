@@ -42,6 +42,19 @@ else
     echo "FAIL: patches/ differs from a regenerated series"; fail=1
 fi
 
+step check-patches "the size of the hooks in upstream files"
+# Lines added or removed in the diffs (not the messages), all patches.
+changed=$(while read -r p; do cat "$TOP/patches/$p"; done < <(series_patches) |
+          awk '/^diff --git/ { d = 1 } /^-- $/ { d = 0 }
+               d && /^[+-]/ && !/^(\+\+\+|---) / { n++ } END { print n + 0 }')
+if [ "$changed" -lt 300 ]; then
+    echo "ok: $changed changed lines in upstream files (the limit is 300)"
+else
+    echo "FAIL: $changed changed lines in upstream files; keep them under" \
+         "300 and move logic into our own files"
+    fail=1
+fi
+
 step check-patches "scripts/checkpatch.pl"
 cp_pl="$BASE/scripts/checkpatch.pl"
 check_one() {

@@ -317,8 +317,7 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
             continue;
         }
         if (found++ && !kvm_x86_same_rmw(&cand, &r.insn)) {
-            trace_kvm_write_trap_x86_ambiguous(cs->cpu_index, kregs.rip, gpa);
-            return false;
+            return false;       /* instructions of different kinds end here */
         }
         r.insn = cand;
     }
