@@ -28,10 +28,18 @@
 #include "system/tcg.h"
 #include "trace.h"
 
-static MemoryWriteTrapFn *write_trap_fn;
+static const MemoryWriteTrapOps *write_trap_ops_handler;
 static MemoryWriteTrapAccelFn *write_trap_accel_fn;
 static MemoryRegion write_trap_mr;
 static uint64_t write_trap_pages;
+
+/* Pages the accelerator lets its vCPUs write (memory_region_lift_write_trap) */
+typedef struct WriteTrapLifted {
+    RAMBlock *rb;
+    uint64_t page;
+} WriteTrapLifted;
+static WriteTrapLifted write_trap_lifted[MEMORY_WRITE_TRAP_MAX_LIFTED];
+static unsigned write_trap_nlifted;
 static unsigned write_trap_depth;
 static bool write_trap_flush_pending;
 
@@ -106,19 +114,26 @@ void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
 static void write_trap_store(hwaddr addr, uint64_t data, unsigned size,
                              MemTxAttrs attrs)
 {
+    const MemoryWriteTrapOps *h = write_trap_ops_handler;
     ram_addr_t offset;
     RAMBlock *rb = qemu_ram_block_from_host(qemu_map_ram_ptr(NULL, addr),
                                             false, &offset);
-    uint8_t mask;
 
     assert(rb);
+    if (!h) {
+        memory_region_ram_write_masked(rb->mr, offset, data, size, 0xff);
+        return;
+    }
     /*
      * A write cache of a block with traps, or a stale TLB entry, also
-     * brings writes to pages that are not trapped (any more).
+     * brings writes to pages that are not trapped (any more, or yet):
+     * the handler judges those too, which keeps them ordered with its
+     * changes.
      */
-    mask = memory_region_write_trapped(rb->mr, offset) ?
-           write_trap_fn(rb->mr, offset, size, attrs) : 0xff;
-    memory_region_ram_write_masked(rb->mr, offset, data, size, mask);
+    h->lock();
+    memory_region_ram_write_masked(rb->mr, offset, data, size,
+                                   h->judge(rb->mr, offset, size, attrs));
+    h->unlock();
 }
 
 /*
@@ -208,14 +223,16 @@ bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
     if (!rb || !memory_region_write_trapped(rb->mr, offset)) {
         return false;
     }
-    mask = write_trap_fn(rb->mr, offset, size, attrs) & full;
+    write_trap_ops_handler->lock();
+    mask = write_trap_ops_handler->judge(rb->mr, offset, size, attrs) & full;
     if (mask != full) {
         /* Blocked in part: no atomicity to keep, only what may land. */
         memory_region_ram_write_masked(rb->mr, offset, data, size, mask);
-        return true;
+    } else {
+        fn(host, opaque);
+        invalidate_and_set_dirty(rb->mr, offset, size);
     }
-    fn(host, opaque);
-    invalidate_and_set_dirty(rb->mr, offset, size);
+    write_trap_ops_handler->unlock();
     return true;
 }
 
@@ -224,10 +241,10 @@ bool memory_region_is_write_trap(MemoryRegion *mr)
     return mr == &write_trap_mr;
 }
 
-void memory_write_trap_set_handler(MemoryWriteTrapFn *fn)
+void memory_write_trap_set_handler(const MemoryWriteTrapOps *ops)
 {
     assert(!write_trap_pages);
-    write_trap_fn = fn;
+    write_trap_ops_handler = ops;
 }
 
 void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn)
@@ -244,13 +261,65 @@ uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
     unsigned bits = qemu_target_page_bits();
     uint64_t page = offset >> bits, end = (offset + len) >> bits, next;
 
+    unsigned i;
+
     *trapped = map && test_bit(page, map);
     if (!map) {
         return len;
     }
     next = *trapped ? find_next_zero_bit(map, end, page) :
                       find_next_bit(map, end, page);
+    /* A lifted page is a run of its own, not trapped for the vCPUs. */
+    for (i = 0; *trapped && i < write_trap_nlifted; i++) {
+        WriteTrapLifted *l = &write_trap_lifted[i];
+
+        if (l->rb == rb && l->page == page) {
+            *trapped = false;
+            next = page + 1;
+            break;
+        }
+        if (l->rb == rb && l->page > page && l->page < next) {
+            next = l->page;
+        }
+    }
     return MIN(len, (next - page) << bits);
+}
+
+void memory_region_lift_write_trap(MemoryRegion *mr, hwaddr offset,
+                                   bool lifted)
+{
+    RAMBlock *rb = mr->ram_block;
+    uint64_t page = offset >> qemu_target_page_bits();
+    unsigned i;
+
+    assert(bql_locked());
+    assert(!lifted || memory_region_write_trapped(mr, offset));
+    if (!write_trap_accel_fn) {
+        /* No accelerator to tell: the trap itself goes (x-spp-step). */
+        memory_region_set_write_trap(mr, offset & qemu_target_page_mask(),
+                                     qemu_target_page_size(), !lifted);
+        return;
+    }
+    for (i = 0; i < write_trap_nlifted; i++) {
+        WriteTrapLifted *l = &write_trap_lifted[i];
+
+        if (l->rb == rb && l->page == page) {
+            break;
+        }
+    }
+    if (lifted == (i < write_trap_nlifted)) {
+        return;
+    }
+    if (lifted) {
+        assert(write_trap_nlifted < MEMORY_WRITE_TRAP_MAX_LIFTED);
+        write_trap_lifted[write_trap_nlifted++] = (WriteTrapLifted) {
+            .rb = rb, .page = page,
+        };
+    } else {
+        write_trap_lifted[i] = write_trap_lifted[--write_trap_nlifted];
+    }
+    write_trap_accel_fn(mr, offset & qemu_target_page_mask(),
+                        qemu_target_page_size());
 }
 
 uint64_t memory_write_trap_count(void)
@@ -348,7 +417,7 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
     assert(bql_locked());
     assert(rb && memory_region_is_ram(mr) && size);
     assert(offset < rb->max_length && size <= rb->max_length - offset);
-    assert(!trap || write_trap_fn);
+    assert(!trap || write_trap_ops_handler);
 
     t = rb->write_trap;
     if (!t) {
@@ -371,6 +440,14 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
             } else {
                 clear_bit_atomic(i, map);
             }
+        }
+    }
+    for (i = 0; !trap && i < write_trap_nlifted; i++) {
+        if (write_trap_lifted[i].rb == rb &&
+            write_trap_lifted[i].page >= first &&
+            write_trap_lifted[i].page <= end) {
+            /* Released: nothing left to lift. */
+            write_trap_lifted[i--] = write_trap_lifted[--write_trap_nlifted];
         }
     }
     if (trap) {

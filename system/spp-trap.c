@@ -36,6 +36,7 @@ typedef struct SppTrapPage {
 typedef struct SppTrapState {
     GHashTable *by_gfn;     /* gfn -> SppTrapPage, owns the pages */
     GHashTable *by_ram;     /* ram_addr_t page -> SppTrapPage */
+    GHashTable *ram_refs;   /* ram_addr_t page -> gfns trapping it */
     GHashTable *rams;       /* RAM MemoryRegion -> its backend, referenced */
     GArray *lifted;         /* gfns spp_trap_lift() released */
     MemoryListener listener;
@@ -50,26 +51,28 @@ static gsize spp_trap_ram_page(MemoryRegion *mr, hwaddr offset)
 }
 
 /*
- * The write-trap handler: from any thread, with or without the BQL.
- * by_ram is read and changed under the core's lock.
+ * The write-trap handler: from any thread, with or without the BQL, and
+ * with the core's lock held (spp_trap_handler), under which by_ram is
+ * read and changed.
  */
 static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
                               MemTxAttrs attrs)
 {
-    SppTrapPage *p;
-    uint64_t gfn;
+    SppTrapPage *p = g_hash_table_lookup(spp_trap.by_ram,
+                        GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
 
-    spp_lock();
-    p = g_hash_table_lookup(spp_trap.by_ram,
-                            GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
-    gfn = p ? p->gfn : UINT64_MAX;
-    spp_unlock();
-    if (gfn == UINT64_MAX) {
+    if (!p) {
         return 0xff;
     }
-    return spp_judge_write_mask((gfn << SPP_PAGE_SHIFT) |
+    return spp_judge_write_mask((p->gfn << SPP_PAGE_SHIFT) |
                                 (offset & (SPP_PAGE_SIZE - 1)), size, attrs);
 }
+
+static const MemoryWriteTrapOps spp_trap_handler = {
+    .judge = spp_trap_write,
+    .lock = spp_lock,
+    .unlock = spp_unlock,
+};
 
 /* A run of pages of one RAM region whose trap is to be set or cleared. */
 typedef struct SppTrapRun {
@@ -104,14 +107,31 @@ static void spp_trap_run_add(SppTrapRun *run, MemoryRegion *mr, hwaddr offset,
 static void spp_trap_forget(SppTrapPage *p, SppTrapRun *run)
 {
     gpointer key = GSIZE_TO_POINTER(spp_trap_ram_page(p->mr, p->offset));
-
-    bool release = false;
+    guint refs = GPOINTER_TO_UINT(g_hash_table_lookup(spp_trap.ram_refs,
+                                                      key)) - 1;
+    bool release = !refs;
 
     /* Another gfn mapping the same RAM page keeps it. */
     spp_lock();
-    if (g_hash_table_lookup(spp_trap.by_ram, key) == p) {
+    if (release) {
         g_hash_table_remove(spp_trap.by_ram, key);
-        release = true;
+        g_hash_table_remove(spp_trap.ram_refs, key);
+    } else {
+        g_hash_table_insert(spp_trap.ram_refs, key, GUINT_TO_POINTER(refs));
+        if (g_hash_table_lookup(spp_trap.by_ram, key) == p) {
+            GHashTableIter it;
+            SppTrapPage *q;
+
+            /* The handler names the page by one of the others. */
+            g_hash_table_iter_init(&it, spp_trap.by_gfn);
+            while (g_hash_table_iter_next(&it, NULL, (gpointer *)&q)) {
+                if (q != p && spp_trap_ram_page(q->mr, q->offset) ==
+                              GPOINTER_TO_SIZE(key)) {
+                    g_hash_table_insert(spp_trap.by_ram, key, q);
+                    break;
+                }
+            }
+        }
     }
     spp_unlock();
     if (release) {
@@ -126,6 +146,8 @@ static void spp_trap_sync(uint64_t gfn, MemoryRegion *mr, hwaddr offset,
 {
     bool want = spp_get_vector(gfn) != SPP_WP_ALL;
     SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfn);
+    gpointer key;
+    guint refs;
 
     if (p && (!want || p->mr != mr || p->offset != offset)) {
         spp_trap_forget(p, run);
@@ -137,9 +159,13 @@ static void spp_trap_sync(uint64_t gfn, MemoryRegion *mr, hwaddr offset,
     p = g_new(SppTrapPage, 1);
     *p = (SppTrapPage) { .gfn = gfn, .mr = mr, .offset = offset };
     g_hash_table_insert(spp_trap.by_gfn, &p->gfn, p);
+    key = GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset));
+    refs = GPOINTER_TO_UINT(g_hash_table_lookup(spp_trap.ram_refs, key));
     spp_lock();
-    g_hash_table_insert(spp_trap.by_ram,
-                        GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)), p);
+    if (!refs) {
+        g_hash_table_insert(spp_trap.by_ram, key, p);
+    }
+    g_hash_table_insert(spp_trap.ram_refs, key, GUINT_TO_POINTER(refs + 1));
     spp_unlock();
     if (!g_hash_table_contains(spp_trap.rams, mr)) {
         /* Keep the RAMBlock while pages of it are listed. */
@@ -243,6 +269,7 @@ static void spp_trap_init(void)
     spp_trap.by_gfn = g_hash_table_new_full(g_int64_hash, g_int64_equal,
                                             NULL, g_free);
     spp_trap.by_ram = g_hash_table_new(NULL, NULL);
+    spp_trap.ram_refs = g_hash_table_new(NULL, NULL);
     spp_trap.rams = g_hash_table_new(NULL, NULL);
     spp_trap.lifted = g_array_new(false, false, sizeof(uint64_t));
     spp_trap.unplug_bh = qemu_bh_new(spp_trap_unplug_check, NULL);
@@ -252,7 +279,7 @@ static void spp_trap_init(void)
         .priority = MEMORY_LISTENER_PRIORITY_MIN,
     };
     memory_listener_register(&spp_trap.listener, &address_space_memory);
-    memory_write_trap_set_handler(spp_trap_write);
+    memory_write_trap_set_handler(&spp_trap_handler);
 }
 
 static bool spp_trap_update(const SppRange *r, size_t n, const uint32_t *old,
@@ -340,6 +367,8 @@ static bool spp_trap_trapped(uint64_t gfn)
     return p && memory_region_write_trapped(p->mr, p->offset);
 }
 
+QEMU_BUILD_BUG_ON(SPP_STEP_MAX_PAGES > MEMORY_WRITE_TRAP_MAX_LIFTED);
+
 static void spp_trap_lift(const uint64_t *gfns, size_t n)
 {
     guint i;
@@ -353,17 +382,15 @@ static void spp_trap_lift(const uint64_t *gfns, size_t n)
         SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfn);
 
         if (p) {
-            memory_region_set_write_trap(p->mr, p->offset, SPP_PAGE_SIZE,
-                                         true);
+            memory_region_lift_write_trap(p->mr, p->offset, false);
         }
     }
     g_array_set_size(spp_trap.lifted, 0);
     for (i = 0; i < n; i++) {
         SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfns[i]);
 
-        if (p) {
-            memory_region_set_write_trap(p->mr, p->offset, SPP_PAGE_SIZE,
-                                         false);
+        if (p && memory_region_write_trapped(p->mr, p->offset)) {
+            memory_region_lift_write_trap(p->mr, p->offset, true);
             g_array_append_val(spp_trap.lifted, gfns[i]);
         }
     }

@@ -55,9 +55,11 @@ typedef struct SppOpened {
  * migration, unplug) and of the backends.  Writes are judged from any
  * thread, without the BQL (a vCPU, an iothread's ring update), so the
  * judgement and everything it reads or changes (the vectors, the
- * counters, the event window) is also under @lock.  A change takes the
- * BQL, then @lock, and drops @lock before it calls the backend, which
- * may wait for vCPUs that are waiting for @lock.
+ * counters, the event window) is also under @lock, which the write-trap
+ * facility holds until the allowed bytes are stored: a write judged
+ * before a change of vector lands before the change is made.  A change
+ * takes the BQL, then @lock, and drops @lock before it calls the
+ * backend, which may wait for vCPUs that are waiting for @lock.
  */
 typedef struct SppState {
     QemuMutex lock;
@@ -367,8 +369,16 @@ bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
 
 void spp_forget_ranges(const SppRange *r, size_t n)
 {
-    spp_apply_ranges(r, n, &error_abort);
+    Error *err = NULL;
+
+    /* A backend may refuse (no memslot to spare): try again later. */
+    if (!spp_apply_ranges(r, n, &err)) {
+        warn_report_err_once(err);
+    }
 }
+
+static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
+                                   MemTxAttrs attrs, bool *allowed);
 
 uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs)
 {
@@ -376,7 +386,7 @@ uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs)
     uint8_t mask = 0;
     unsigned i;
 
-    if (!spp_judge_write(gpa, size, attrs, allowed)) {
+    if (!spp_judge_write_locked(gpa, size, attrs, allowed)) {
         return 0xff;
     }
     for (i = 0; i < size; i++) {

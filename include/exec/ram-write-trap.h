@@ -31,17 +31,25 @@
 #include "qemu/rcu.h"
 
 /*
- * The handler judges a write of @size bytes (1 to 8, within one target
- * page) at @offset of the RAM region @mr, made with @attrs.  It returns
- * a mask of the bytes that may land: bit i for byte @offset + i.  It is
- * called from any thread (vCPUs, iothreads, the main loop), with or
- * without the BQL, so it must be thread-safe and must not take the BQL.
+ * The handler of trapped writes.  @judge judges a write of @size bytes
+ * (1 to 8, within one target page) at @offset of the RAM region @mr,
+ * made with @attrs, and returns a mask of the bytes that may land: bit i
+ * for byte @offset + i.  Writes come from any thread (vCPUs, iothreads,
+ * the main loop), with or without the BQL, so the handler must be
+ * thread-safe and must not take the BQL.  @lock and @unlock bracket each
+ * judgement and the store it allows: a change the handler makes under
+ * the same lock (what it lets through) is thus ordered with every trapped
+ * write, none judged before the change landing after it.
  */
-typedef uint8_t MemoryWriteTrapFn(MemoryRegion *mr, hwaddr offset,
-                                  unsigned size, MemTxAttrs attrs);
+typedef struct MemoryWriteTrapOps {
+    uint8_t (*judge)(MemoryRegion *mr, hwaddr offset, unsigned size,
+                     MemTxAttrs attrs);
+    void (*lock)(void);
+    void (*unlock)(void);
+} MemoryWriteTrapOps;
 
 /* Install the handler (one per process; before any trap is set). */
-void memory_write_trap_set_handler(MemoryWriteTrapFn *fn);
+void memory_write_trap_set_handler(const MemoryWriteTrapOps *ops);
 
 /*
  * Trap (@trap true) or release the target pages that hold
@@ -138,6 +146,19 @@ bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
                                   MemTxAttrs attrs, uint64_t data,
                                   unsigned size, MemoryWriteTrapRmwFn *fn,
                                   void *opaque);
+
+/*
+ * For running one instruction natively on trapped pages (the SPP step
+ * fallback): let the accelerator's vCPUs write the trapped target page
+ * holding @offset of @mr directly (@lifted), or trap them again.  The
+ * page stays trapped for every other writer (devices, iothreads), whose
+ * writes the handler still judges.  At most MEMORY_WRITE_TRAP_MAX_LIFTED
+ * pages at a time; with the BQL held.  Without an accelerator hook (TCG,
+ * qtest) the trap itself is released and set again.
+ */
+#define MEMORY_WRITE_TRAP_MAX_LIFTED 8
+void memory_region_lift_write_trap(MemoryRegion *mr, hwaddr offset,
+                                   bool lifted);
 
 /* Number of trapped pages, over all RAM regions. */
 uint64_t memory_write_trap_count(void);

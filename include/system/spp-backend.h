@@ -72,8 +72,9 @@ void spp_set_backend(const SppBackendOps *ops, const char *reason);
 
 /*
  * The core's lock (see system/spp.c): backends take it around the state
- * their write handler reads without the BQL.  Never held while calling
- * into the memory core or a backend.
+ * their write handler reads without the BQL, and the write-trap
+ * facility holds it around each judgement and the store it allows.
+ * Never held while calling into a backend or changing traps.
  */
 void spp_lock(void);
 void spp_unlock(void);
@@ -121,6 +122,8 @@ unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
 /*
  * spp_judge_write() for a write of at most 8 bytes, as the mask of the
  * bytes that may land (bit i: byte i), for memory_region_ram_write_masked().
+ * Called with spp_lock() held, which the caller keeps until the allowed
+ * bytes are stored.
  */
 uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs);
 

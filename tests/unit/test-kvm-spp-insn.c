@@ -352,6 +352,11 @@ static const RmwCase rmw_cases[] = {
       true, SPP_X86_RMW_ADD, RDI, 2, -1, false, 0x1234 },
     { "lock subq $-2,(%r9)", 64, "f0498329fe",
       true, SPP_X86_RMW_SUB, R9, 8, -1, false, (uint64_t)-2 },
+    /* a register bit offset moves the operand: %ecx = 0x3000 = 384 * 32 */
+    { "lock bts %ecx,(%rdi)", 64, "f00fab0f",
+      true, SPP_X86_RMW_BTS, RDI + 0x3000 / 8, 4, 1 },
+    { "lock btr %rsi,0x8(%rax)", 64, "f0480fb37008",
+      true, SPP_X86_RMW_BTR, RAX + 8 + 0x9000 / 8, 8, 6 },
     /* not locked read-modify-writes */
     { "add %eax,(%rdi) (no lock)", 64, "0107", false },
     { "lock cmpl $0x1,(%rdi) (no store)", 64, "f0833f01", false },
@@ -500,6 +505,43 @@ static void test_rmw_check(void)
     g_assert_false(spp_x86_rmw_check(&cmpxchg, regs, F_CF, 9));
 }
 
+/*
+ * The bytes before RIP may hold another store ending there, of which
+ * the locked instruction's bytes are the tail: then it is not known
+ * which ran.  Prefixes the instruction may or may not have are fine.
+ */
+static void test_rmw_unambiguous(void)
+{
+    SppX86Context ctx = { .regs = { [3] = RBX, [7] = RDI }, .code_bits = 64 };
+    /* mov $0x03870000,(%rbx) ends in 87 03, xchg %eax,(%rbx) */
+    const uint8_t movxchg[] = { 0x90, 0xc7, 0x03, 0x00, 0x00, 0x87, 0x03 };
+    /* movl $0x13f7f000,(%rbx) ends in f0 f7 13, lock notl (%rbx) */
+    const uint8_t movnot[] = { 0x90, 0xc7, 0x03, 0x00, 0xf0, 0xf7, 0x13 };
+    /* add %al,(%rax); lock xadd %eax,(%rdi), with a REX */
+    const uint8_t xadd[] = { 0x00, 0x00, 0xf0, 0x48, 0x0f, 0xc1, 0x07 };
+    SppX86Rmw rmw;
+
+    ctx.rip = RIP;
+    g_assert_true(spp_x86_insn_rmw(movxchg + 5, 2, &ctx, &rmw));
+    g_assert_false(spp_x86_rmw_unambiguous(&rmw, movxchg, sizeof(movxchg),
+                                           1U << 2, &ctx, RBX & 0xfff));
+    g_assert_true(spp_x86_insn_rmw(movnot + 4, 3, &ctx, &rmw));
+    g_assert_false(spp_x86_rmw_unambiguous(&rmw, movnot, sizeof(movnot),
+                                           1U << 3, &ctx, RBX & 0xfff));
+    g_assert_true(spp_x86_insn_rmw(xadd + 2, 5, &ctx, &rmw));
+    g_assert_cmpuint(rmw.prefix_len, ==, 2);
+    g_assert_true(spp_x86_rmw_unambiguous(&rmw, xadd, sizeof(xadd),
+                                          1U << 5, &ctx, RDI & 0xfff));
+    /* the store decoder gives whole lengths, immediates included */
+    {
+        SppX86Store st;
+
+        g_assert_cmpint(spp_x86_insn_store(movxchg + 1, 6, &ctx, &st), ==,
+                        SPP_X86_STORE);
+        g_assert_cmpuint(st.insn_len, ==, 6);
+    }
+}
+
 /* Register updates at each operand size. */
 static void test_rmw_regs(void)
 {
@@ -537,5 +579,6 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm-spp-insn/rmw-apply", test_rmw_apply);
     g_test_add_func("/kvm-spp-insn/rmw-check", test_rmw_check);
     g_test_add_func("/kvm-spp-insn/rmw-regs", test_rmw_regs);
+    g_test_add_func("/kvm-spp-insn/rmw-unambiguous", test_rmw_unambiguous);
     return g_test_run();
 }

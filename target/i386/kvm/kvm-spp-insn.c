@@ -358,6 +358,7 @@ static SppX86Decode spp_x86_reg_dest(SppX86Dec *d, int seg, unsigned reg,
 
     store->addr = spp_x86_linear(d, seg, spp_x86_reg(d, reg, bits));
     store->size = size;
+    store->insn_len = d->pos;
     return SPP_X86_STORE;
 }
 
@@ -565,7 +566,7 @@ opcode:
     store->size = hi - lo + spp_x86_store_size(&d);
     store->vec_bytes = spp_x86_vec_store(&d);
     store->vec_reg = reg;
-    store->insn_len = d.pos;
+    store->insn_len = d.pos + spp_x86_imm_size(&d);
     return SPP_X86_STORE;
 }
 
@@ -583,7 +584,7 @@ bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
     };
     bool mode64 = ctx->code_bits == 64;
     bool lock = false, rex = false, rex_w = false, wide, has_reg = false;
-    unsigned reg, bits, immbytes;
+    unsigned reg, bits, immbytes, prefix_len;
     int64_t imm = 0;
     uint64_t lo, hi;
     SppX86RmwOp op;
@@ -638,6 +639,7 @@ bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
             return false;
         }
     }
+    prefix_len = d.pos - 1;
     if (b == 0x0f) {
         d.map = 1;
         if (!spp_x86_byte(&d, &b)) {
@@ -675,6 +677,11 @@ bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
     } else if (d.map == 1 && b == 0xba && reg >= 5) {
         op = SPP_X86_RMW_BTS + (reg - 5);
         wide = true;
+    } else if (d.map == 1 && (b == 0xab || b == 0xb3 || b == 0xbb)) {
+        op = b == 0xab ? SPP_X86_RMW_BTS :
+             b == 0xb3 ? SPP_X86_RMW_BTR : SPP_X86_RMW_BTC;
+        wide = true;
+        has_reg = true;
     } else {
         return false;
     }
@@ -713,9 +720,23 @@ bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
             rmw->reg_high8 = true;
         }
     }
+    if (has_reg && op >= SPP_X86_RMW_BTS) {
+        /*
+         * A register bit offset is signed and may reach past the operand:
+         * its high bits move the address in units of the operand size.
+         */
+        int64_t off = ctx->regs[rmw->reg];
+
+        off = bits == 64 ? off : bits == 32 ? (int32_t)off : (int16_t)off;
+        rmw->addr = lo + (off >> ctz32(bits)) * (int64_t)(bits / 8);
+        if (ctx->code_bits != 64) {
+            rmw->addr &= 0xffffffffULL;
+        }
+    }
     rmw->imm = bits == 64 ? (uint64_t)imm :
                (uint64_t)imm & ((1ULL << bits) - 1);
     rmw->insn_len = len;
+    rmw->prefix_len = prefix_len;
     return true;
 }
 
@@ -945,4 +966,27 @@ bool spp_x86_rmw_check(const SppX86Rmw *rmw, const uint64_t *regs,
         return false;
     }
     return (f & SPP_X86_ARITH_FLAGS) == (rflags & SPP_X86_ARITH_FLAGS);
+}
+
+bool spp_x86_rmw_unambiguous(const SppX86Rmw *rmw, const uint8_t *insn,
+                             size_t avail, uint32_t accepted,
+                             const SppX86Context *ctx, unsigned offset)
+{
+    unsigned core = rmw->insn_len - rmw->prefix_len;
+    SppX86Context c = *ctx;
+    SppX86Store st;
+    size_t n;
+
+    for (n = 1; n <= avail && n <= 31; n++) {
+        if ((accepted & (1U << n)) || (n >= core && n < rmw->insn_len)) {
+            continue;
+        }
+        c.rip = ctx->rip + rmw->insn_len - n;
+        if (spp_x86_insn_store(insn + avail - n, n, &c, &st) ==
+                SPP_X86_STORE && st.insn_len == n &&
+            ((offset - st.addr) & 0xfff) < st.size) {
+            return false;
+        }
+    }
+    return true;
 }

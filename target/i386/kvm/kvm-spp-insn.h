@@ -35,12 +35,11 @@ typedef struct SppX86Store {
      * For a plain store of a vector register (MOVQ, MOVDQU, MOVUPS and
      * their aligned, non-temporal and VEX forms): it writes exactly the
      * low @vec_bytes bytes of XMM/YMM register @vec_reg to @addr and
-     * nothing else, and is @insn_len bytes long.  @vec_bytes is 0 for
-     * every other store.
+     * nothing else.  @vec_bytes is 0 for every other store.
      */
     unsigned vec_bytes;
     unsigned vec_reg;
-    unsigned insn_len;
+    unsigned insn_len;          /* the instruction's length in bytes */
 } SppX86Store;
 
 typedef enum SppX86Decode {
@@ -95,15 +94,16 @@ typedef struct SppX86Rmw {
     bool reg_high8;             /* ...its bits 8..15 (AH, CH, DH, BH) */
     uint64_t imm;               /* else this immediate, sign-extended */
     unsigned insn_len;
+    unsigned prefix_len;        /* prefix bytes, LOCK and REX among them */
 } SppX86Rmw;
 
 /*
  * Whether the @len bytes at @insn are exactly one locked read-modify-
  * write of guest memory (with a LOCK prefix, or XCHG with memory, which
  * locks without one): ADD, OR, ADC, SBB, AND, SUB, XOR, INC, DEC, NOT,
- * NEG, XADD, XCHG, CMPXCHG, or BTS, BTR, BTC with an immediate.  The
- * address is computed from @ctx (@ctx->rip: where the instruction
- * starts).
+ * NEG, XADD, XCHG, CMPXCHG, BTS, BTR, BTC.  The address is computed from
+ * @ctx (@ctx->rip: where the instruction starts); for BT* with a
+ * register bit offset, it is that of the operand holding the bit.
  */
 bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
                       const SppX86Context *ctx, SppX86Rmw *rmw);
@@ -149,5 +149,20 @@ void spp_x86_rmw_set_reg(const SppX86Rmw *rmw, uint64_t *regs, unsigned reg,
  */
 bool spp_x86_rmw_check(const SppX86Rmw *rmw, const uint64_t *regs,
                        uint64_t rflags, uint64_t data);
+
+/*
+ * Whether nothing but @rmw can have been the instruction.  @insn holds
+ * the @avail bytes that end where it ends (at RIP); bit n of @accepted
+ * is set for each start n bytes back that decodes to @rmw itself (with
+ * more prefixes).  @ctx is the vCPU's, with @ctx->rip where @rmw starts;
+ * @offset is the written address's offset in its page.  Starts that
+ * only drop some of @rmw's prefixes are @rmw without them; any other
+ * start that decodes to a store of exactly the bytes up to RIP that may
+ * reach @offset (say, a MOV whose immediate ends in the bytes of an
+ * XCHG) may be what ran instead.
+ */
+bool spp_x86_rmw_unambiguous(const SppX86Rmw *rmw, const uint8_t *insn,
+                             size_t avail, uint32_t accepted,
+                             const SppX86Context *ctx, unsigned offset);
 
 #endif

@@ -236,7 +236,7 @@ static bool kvm_x86_get_regs(CPUState *cs, struct kvm_run *run,
     static int sync = -1;
 
     if (sync < 0) {
-        sync = (kvm_check_extension(kvm_state, KVM_CAP_SYNC_REGS) &
+        sync = (kvm_vm_check_extension(kvm_state, KVM_CAP_SYNC_REGS) &
                 KVM_X86_SYNC) == KVM_X86_SYNC;
     }
     if (sync && (run->kvm_valid_regs & KVM_X86_SYNC) == KVM_X86_SYNC) {
@@ -254,6 +254,37 @@ static bool kvm_x86_get_regs(CPUState *cs, struct kvm_run *run,
     return true;
 }
 
+/*
+ * Whether the instruction at linear @rip is a string store: KVM exits
+ * in the middle of a REP MOVS/STOS/INS with RIP still at it, so the
+ * bytes before RIP are another instruction's.
+ */
+static bool kvm_x86_string_at(CPUState *cs, uint64_t rip, MemTxAttrs attrs)
+{
+    uint8_t b[8];
+    unsigned n = MIN(sizeof(b), TARGET_PAGE_SIZE - (rip & ~TARGET_PAGE_MASK));
+    hwaddr gpa;
+    unsigned i;
+
+    if (!kvm_x86_translate(cs, rip, &gpa) ||
+        address_space_read(&address_space_memory, gpa, attrs, b, n)) {
+        return true;            /* cannot tell: assume the worst */
+    }
+    for (i = 0; i < n; i++) {
+        switch (b[i]) {
+        case 0x26: case 0x2e: case 0x36: case 0x3e: case 0x64: case 0x65:
+        case 0x66: case 0x67: case 0xf0: case 0xf2: case 0xf3:
+        case 0x40 ... 0x4f:     /* REX (and INC/DEC, no store, elsewhere) */
+            continue;
+        case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0x6c: case 0x6d:
+            return true;
+        default:
+            return false;
+        }
+    }
+    return true;                /* only prefixes in the page: be safe */
+}
+
 static bool kvm_x86_same_rmw(const SppX86Rmw *a, const SppX86Rmw *b)
 {
     return a->op == b->op && a->size == b->size &&
@@ -265,6 +296,7 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
                                    MemTxAttrs attrs)
 {
     unsigned len = run->mmio.len, avail, n, found = 0;
+    uint32_t accepted = 0;      /* bit n: the n bytes before RIP are one */
     hwaddr gpa = run->mmio.phys_addr, got;
     uint8_t buf[KVM_X86_INSN_MAX];
     struct kvm_regs kregs;
@@ -319,9 +351,17 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
         if (found++ && !kvm_x86_same_rmw(&cand, &r.insn)) {
             return false;       /* instructions of different kinds end here */
         }
-        r.insn = cand;
+        accepted |= 1U << n;
+        if (found == 1) {
+            r.insn = cand;      /* the shortest */
+        }
     }
-    if (!found) {
+    ctx.rip = kregs.rip - r.insn.insn_len;
+    if (!found ||
+        !spp_x86_rmw_unambiguous(&r.insn, buf + KVM_X86_INSN_MAX - avail,
+                                 avail, accepted, &ctx,
+                                 gpa & ~TARGET_PAGE_MASK) ||
+        kvm_x86_string_at(cs, end, attrs)) {
         return false;
     }
     if (!address_space_write_trap_rmw(&address_space_memory, gpa, attrs,
@@ -334,9 +374,10 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
         kvm_x86_rmw_put_regs(r.regs, &kregs);
         kregs.rflags = r.rflags;
         if (kvm_vcpu_ioctl(cs, KVM_SET_REGS, &kregs) < 0) {
-            error_report("sub-page protection: cannot correct the registers "
-                         "of vCPU %d after an atomic operation at rip 0x%"
-                         PRIx64, cs->cpu_index, (uint64_t)kregs.rip);
+            error_report_once("sub-page protection: cannot correct the "
+                              "registers of vCPU %d after an atomic "
+                              "operation at rip 0x%" PRIx64, cs->cpu_index,
+                              (uint64_t)kregs.rip);
         }
     }
     return true;
