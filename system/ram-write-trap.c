@@ -119,11 +119,8 @@ static void write_trap_store(hwaddr addr, uint64_t data, unsigned size,
     RAMBlock *rb = qemu_ram_block_from_host(qemu_map_ram_ptr(NULL, addr),
                                             false, &offset);
 
-    assert(rb);
-    if (!h) {
-        memory_region_ram_write_masked(rb->mr, offset, data, size, 0xff);
-        return;
-    }
+    /* Writes reach this region only once a trap was set: h is there. */
+    assert(rb && h);
     /*
      * A write cache of a block with traps, or a stale TLB entry, also
      * brings writes to pages that are not trapped (any more, or yet):

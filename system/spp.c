@@ -377,24 +377,6 @@ void spp_forget_ranges(const SppRange *r, size_t n)
     }
 }
 
-static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
-                                   MemTxAttrs attrs, bool *allowed);
-
-uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs)
-{
-    bool allowed[SPP_MAX_ACCESS];
-    uint8_t mask = 0;
-    unsigned i;
-
-    if (!spp_judge_write_locked(gpa, size, attrs, allowed)) {
-        return 0xff;
-    }
-    for (i = 0; i < size; i++) {
-        mask |= allowed[i] << i;
-    }
-    return mask;
-}
-
 static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
                            bool from_cpu, int cpu_index, SppPolicy action)
 {
@@ -601,6 +583,21 @@ static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
                        action);
     }
     return true;
+}
+
+uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs)
+{
+    bool allowed[SPP_MAX_ACCESS];
+    uint8_t mask = 0;
+    unsigned i;
+
+    if (!spp_judge_write_locked(gpa, size, attrs, allowed)) {
+        return 0xff;
+    }
+    for (i = 0; i < size; i++) {
+        mask |= allowed[i] << i;
+    }
+    return mask;
 }
 
 bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,

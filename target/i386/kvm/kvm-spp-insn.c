@@ -28,8 +28,9 @@ typedef struct SppX86Dec {
     bool opsize;                /* 0x66 */
     bool adsize;                /* 0x67 */
     uint8_t rep;                /* 0xf2, 0xf3 or 0 */
+    bool lock;                  /* 0xf0 */
     int seg;                    /* override, or SEG_NONE */
-    bool rex_r, rex_x, rex_b;
+    bool rex, rex_w, rex_r, rex_x, rex_b;
     bool vex, evex;
     bool vex_l;                 /* VEX.L: 256-bit */
     uint8_t vex_pp;             /* VEX.pp: 0, 0x66, 0xf3, 0xf2 */
@@ -422,6 +423,63 @@ static SppX86Decode spp_x86_vex(SppX86Dec *d)
     return SPP_X86_UNKNOWN;
 }
 
+/*
+ * The legacy prefixes, then REX, which must come last (REX only in
+ * 64-bit code); *@b is the first byte after them.  False if the bytes
+ * end first.
+ */
+static bool spp_x86_prefixes(SppX86Dec *d, uint8_t *b)
+{
+    for (;;) {
+        if (!spp_x86_byte(d, b)) {
+            return false;
+        }
+        switch (*b) {
+        case 0x66:
+            d->opsize = true;
+            continue;
+        case 0x67:
+            d->adsize = true;
+            continue;
+        case 0xf2:
+        case 0xf3:
+            d->rep = *b;
+            continue;
+        case 0xf0:
+            d->lock = true;
+            continue;
+        case 0x26:
+            d->seg = SEG_ES;
+            continue;
+        case 0x2e:
+            d->seg = SEG_CS;
+            continue;
+        case 0x36:
+            d->seg = SEG_SS;
+            continue;
+        case 0x3e:
+            d->seg = SEG_DS;
+            continue;
+        case 0x64:
+            d->seg = SEG_FS;
+            continue;
+        case 0x65:
+            d->seg = SEG_GS;
+            continue;
+        }
+        break;
+    }
+    if (d->ctx->code_bits == 64 && *b >= 0x40 && *b <= 0x4f) {
+        d->rex = true;
+        d->rex_w = *b & 8;
+        d->rex_r = *b & 4;
+        d->rex_x = *b & 2;
+        d->rex_b = *b & 1;
+        return spp_x86_byte(d, b);
+    }
+    return true;
+}
+
 SppX86Decode spp_x86_insn_store(const uint8_t *insn, size_t len,
                                 const SppX86Context *ctx,
                                 SppX86Store *store)
@@ -437,55 +495,8 @@ SppX86Decode spp_x86_insn_store(const uint8_t *insn, size_t len,
 
     *store = (SppX86Store) { 0 };
 
-    /* Legacy prefixes, then REX, which must come last. */
-    for (;;) {
-        if (!spp_x86_byte(&d, &b)) {
-            return SPP_X86_UNKNOWN;
-        }
-        switch (b) {
-        case 0x66:
-            d.opsize = true;
-            break;
-        case 0x67:
-            d.adsize = true;
-            break;
-        case 0xf2:
-        case 0xf3:
-            d.rep = b;
-            break;
-        case 0xf0:
-            break;
-        case 0x26:
-            d.seg = SEG_ES;
-            break;
-        case 0x2e:
-            d.seg = SEG_CS;
-            break;
-        case 0x36:
-            d.seg = SEG_SS;
-            break;
-        case 0x3e:
-            d.seg = SEG_DS;
-            break;
-        case 0x64:
-            d.seg = SEG_FS;
-            break;
-        case 0x65:
-            d.seg = SEG_GS;
-            break;
-        default:
-            goto opcode;
-        }
-    }
-
-opcode:
-    if (mode64 && b >= 0x40 && b <= 0x4f) {
-        d.rex_r = b & 4;
-        d.rex_x = b & 2;
-        d.rex_b = b & 1;
-        if (!spp_x86_byte(&d, &b)) {
-            return SPP_X86_UNKNOWN;
-        }
+    if (!spp_x86_prefixes(&d, &b)) {
+        return SPP_X86_UNKNOWN;
     }
     if (b == 0xc4 || b == 0xc5 || b == 0x62) {
         d.pos--;
@@ -582,8 +593,7 @@ bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
     SppX86Dec d = {
         .insn = insn, .len = len, .ctx = ctx, .seg = SEG_NONE,
     };
-    bool mode64 = ctx->code_bits == 64;
-    bool lock = false, rex = false, rex_w = false, wide, has_reg = false;
+    bool lock, wide, has_reg = false;
     unsigned reg, bits, immbytes, prefix_len;
     int64_t imm = 0;
     uint64_t lo, hi;
@@ -591,55 +601,11 @@ bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
     uint8_t b;
 
     *rmw = (SppX86Rmw) { 0 };
-    for (;;) {
-        if (!spp_x86_byte(&d, &b)) {
-            return false;
-        }
-        switch (b) {
-        case 0x66:
-            d.opsize = true;
-            continue;
-        case 0x67:
-            d.adsize = true;
-            continue;
-        case 0xf2:
-        case 0xf3:
-            continue;               /* XACQUIRE, XRELEASE */
-        case 0xf0:
-            lock = true;
-            continue;
-        case 0x26:
-            d.seg = SEG_ES;
-            continue;
-        case 0x2e:
-            d.seg = SEG_CS;
-            continue;
-        case 0x36:
-            d.seg = SEG_SS;
-            continue;
-        case 0x3e:
-            d.seg = SEG_DS;
-            continue;
-        case 0x64:
-            d.seg = SEG_FS;
-            continue;
-        case 0x65:
-            d.seg = SEG_GS;
-            continue;
-        }
-        break;
-    }
-    if (mode64 && b >= 0x40 && b <= 0x4f) {
-        rex = true;
-        rex_w = b & 8;
-        d.rex_r = b & 4;
-        d.rex_x = b & 2;
-        d.rex_b = b & 1;
-        if (!spp_x86_byte(&d, &b)) {
-            return false;
-        }
+    if (!spp_x86_prefixes(&d, &b)) {
+        return false;
     }
     prefix_len = d.pos - 1;
+    lock = d.lock;
     if (b == 0x0f) {
         d.map = 1;
         if (!spp_x86_byte(&d, &b)) {
@@ -694,7 +660,7 @@ bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
     }
     if (!wide) {
         bits = 8;
-    } else if (rex_w) {
+    } else if (d.rex_w) {
         bits = 64;
     } else {
         bits = (ctx->code_bits == 16) != d.opsize ? 16 : 32;
@@ -715,7 +681,7 @@ bool spp_x86_insn_rmw(const uint8_t *insn, size_t len,
     rmw->has_reg = has_reg;
     if (has_reg) {
         rmw->reg = reg | (d.rex_r << 3);
-        if (bits == 8 && !rex && reg >= 4) {
+        if (bits == 8 && !d.rex && reg >= 4) {
             rmw->reg = reg - 4;
             rmw->reg_high8 = true;
         }

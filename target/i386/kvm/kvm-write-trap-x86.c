@@ -198,6 +198,17 @@ static bool kvm_x86_translate(CPUState *cs, uint64_t linear, hwaddr *gpa)
     return true;
 }
 
+/* Read @n bytes at linear address @lin, all in one page; false if not. */
+static bool kvm_x86_read_linear(CPUState *cs, uint64_t lin, uint8_t *buf,
+                                unsigned n, MemTxAttrs attrs)
+{
+    hwaddr gpa;
+
+    return kvm_x86_translate(cs, lin, &gpa) &&
+           address_space_read(&address_space_memory, gpa, attrs, buf, n) ==
+           MEMTX_OK;
+}
+
 /*
  * The bytes before linear address @end into @buf (KVM_X86_INSN_MAX of
  * them, the last at @end - 1); returns how many could be read.
@@ -211,11 +222,9 @@ static unsigned kvm_x86_read_before(CPUState *cs, uint64_t end,
         uint64_t last = end - got - 1;
         unsigned n = MIN(KVM_X86_INSN_MAX - got,
                          (last & ~TARGET_PAGE_MASK) + 1);
-        hwaddr gpa;
 
-        if (!kvm_x86_translate(cs, last, &gpa) ||
-            address_space_read(&address_space_memory, gpa - (n - 1), attrs,
-                               buf + KVM_X86_INSN_MAX - got - n, n)) {
+        if (!kvm_x86_read_linear(cs, last - (n - 1),
+                                 buf + KVM_X86_INSN_MAX - got - n, n, attrs)) {
             break;
         }
         got += n;
@@ -263,11 +272,9 @@ static bool kvm_x86_string_at(CPUState *cs, uint64_t rip, MemTxAttrs attrs)
 {
     uint8_t b[8];
     unsigned n = MIN(sizeof(b), TARGET_PAGE_SIZE - (rip & ~TARGET_PAGE_MASK));
-    hwaddr gpa;
     unsigned i;
 
-    if (!kvm_x86_translate(cs, rip, &gpa) ||
-        address_space_read(&address_space_memory, gpa, attrs, b, n)) {
+    if (!kvm_x86_read_linear(cs, rip, b, n, attrs)) {
         return true;            /* cannot tell: assume the worst */
     }
     for (i = 0; i < n; i++) {
