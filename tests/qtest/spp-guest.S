@@ -45,6 +45,32 @@
 #define AP_ENTRY_OFFSET 0xe000
 #define AP_ENTRY_PHYS   (0xf0000 + AP_ENTRY_OFFSET)
 
+/*
+ * From real mode: load the flat GDT (addressed through CS, whose base is
+ * that of \base), turn on protected mode and jump to \target.
+ */
+        .macro  enter_pm base, target
+        lgdtl   %cs:(gdt_desc - \base)
+        movl    %cr0, %eax
+        orl     $1, %eax                /* PE */
+        andl    $~0x4, %eax             /* EM off */
+        orl     $0x2, %eax              /* MP */
+        movl    %eax, %cr0
+        ljmpl   $0x08, $\target
+        .endm
+
+/* In protected mode: flat data segments, SSE on. */
+        .macro  flat_data_sse
+        movw    $0x10, %ax
+        movw    %ax, %ds
+        movw    %ax, %es
+        movw    %ax, %ss
+        movw    %ax, %fs
+        movw    %ax, %gs
+        movl    %cr4, %eax
+        orl     $0x600, %eax            /* OSFXSR | OSXMMEXCPT */
+        movl    %eax, %cr4
+        .endm
 
         .code16
         .section .text
@@ -54,26 +80,12 @@ _start:
         cld
         xorw    %ax, %ax
         movw    %ax, %ds
-        lgdtl   %cs:(gdt_desc - _start)
-        movl    %cr0, %eax
-        orl     $1, %eax                /* PE */
-        andl    $~0x4, %eax             /* EM off */
-        orl     $0x2, %eax              /* MP */
-        movl    %eax, %cr0
-        ljmpl   $0x08, $pm_entry
+        enter_pm _start, pm_entry
 
         .code32
 pm_entry:
-        movw    $0x10, %ax
-        movw    %ax, %ds
-        movw    %ax, %es
-        movw    %ax, %ss
-        movw    %ax, %fs
-        movw    %ax, %gs
+        flat_data_sse
         movl    $SPP_STACK_TOP, %esp
-        movl    %cr4, %eax
-        orl     $0x600, %eax            /* OSFXSR | OSXMMEXCPT */
-        movl    %eax, %cr4
 
         movl    $SPP_MB_READY_MAGIC, SPP_MB_READY
 #ifdef SPP_AUTORUN
@@ -430,15 +442,7 @@ smp_job:
 
 /* An AP in protected mode: count itself, then serve SMP jobs. */
 ap_pm:
-        movw    $0x10, %ax
-        movw    %ax, %ds
-        movw    %ax, %es
-        movw    %ax, %ss
-        movw    %ax, %fs
-        movw    %ax, %gs
-        movl    %cr4, %eax
-        orl     $0x600, %eax            /* OSFXSR | OSXMMEXCPT */
-        movl    %eax, %cr4
+        flat_data_sse
         movl    $1, %eax
         lock xaddl %eax, SPP_MB_APS
         shll    $12, %eax
@@ -467,13 +471,7 @@ ap_wait:
 ap_entry:
         cli
         cld
-        lgdtl   %cs:(gdt_desc - ap_entry)
-        movl    %cr0, %eax
-        orl     $1, %eax                /* PE */
-        andl    $~0x4, %eax             /* EM off */
-        orl     $0x2, %eax              /* MP */
-        movl    %eax, %cr0
-        ljmpl   $0x08, $ap_pm
+        enter_pm ap_entry, ap_pm
         .code32
 
         .p2align 3

@@ -901,6 +901,37 @@ static void test_dma_edu(void)
     qtest_quit(qts);
 }
 
+/* A legacy virtio-pci device at 00.<slot>.0, its queue 0 set up. */
+typedef struct VirtioDev {
+    QPCIBus *bus;
+    QGuestAllocator alloc;
+    QVirtioPCIDevice *dev;
+    QVirtQueue *vq;
+} VirtioDev;
+
+/* Find the device, negotiate no feature, set up queue 0, driver ready. */
+static void virtio_dev_start(VirtioDev *v, QTestState *qts, int slot)
+{
+    v->bus = qpci_new_pc(qts, NULL);
+    pc_alloc_init(&v->alloc, qts, 0);
+    v->dev = virtio_pci_new(v->bus, &(QPCIAddress) {
+                                .devfn = QPCI_DEVFN(slot, 0) });
+    g_assert(v->dev);
+    qvirtio_pci_device_enable(v->dev);
+    qvirtio_start_device(&v->dev->vdev);
+    qvirtio_set_features(&v->dev->vdev, 0);
+    v->vq = qvirtqueue_setup(&v->dev->vdev, &v->alloc, 0);
+    qvirtio_set_driver_ok(&v->dev->vdev);
+}
+
+static void virtio_dev_stop(VirtioDev *v)
+{
+    qvirtqueue_cleanup(v->dev->vdev.bus, v->vq, &v->alloc);
+    qos_object_destroy((QOSGraphObject *)v->dev);
+    alloc_destroy(&v->alloc);
+    qpci_free_pc(v->bus);
+}
+
 #define RNG_BUF 0x400000
 
 /* virtio-rng fills a buffer on a protected page: 256 random bytes */
@@ -937,26 +968,16 @@ static void test_dma_map_virtio_rng(void)
 {
     QTestState *qts = start_qtest("-device virtio-rng-pci,addr=05.0,"
                                   "disable-modern=on");
-    QPCIBus *bus = qpci_new_pc(qts, NULL);
-    QGuestAllocator alloc;
-    QVirtioPCIDevice *dev;
-    QVirtQueue *vq;
+    VirtioDev v;
     GPtrArray *events;
     uint8_t buf[256];
     guint i;
 
-    pc_alloc_init(&alloc, qts, 0);
-    dev = virtio_pci_new(bus, &(QPCIAddress) { .devfn = QPCI_DEVFN(5, 0) });
-    g_assert(dev);
-    qvirtio_pci_device_enable(dev);
-    qvirtio_start_device(&dev->vdev);
-    qvirtio_set_features(&dev->vdev, 0);
-    vq = qvirtqueue_setup(&dev->vdev, &alloc, 0);
-    qvirtio_set_driver_ok(&dev->vdev);
+    virtio_dev_start(&v, qts, 5);
 
     /* away from the rings, which the allocator puts from 1 MiB up */
     set_subpage(qts, RNG_BUF >> 12, 1, 0xfffffffd);  /* sub-page 1 */
-    g_assert_cmpuint(rng_request(qts, dev, vq, RNG_BUF + 64), ==, 256);
+    g_assert_cmpuint(rng_request(qts, v.dev, v.vq, RNG_BUF + 64), ==, 256);
     qtest_memread(qts, RNG_BUF + 64, buf, sizeof(buf));
     g_assert(all_zero(buf + 64, 128));              /* bytes 128..255 */
     g_assert_false(all_zero(buf, 64));              /* bytes 64..127 */
@@ -973,14 +994,11 @@ static void test_dma_map_virtio_rng(void)
     g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 128);
 
     /* the device goes on working, elsewhere */
-    g_assert_cmpuint(rng_request(qts, dev, vq, 0x301000), ==, 256);
+    g_assert_cmpuint(rng_request(qts, v.dev, v.vq, 0x301000), ==, 256);
     qtest_memread(qts, 0x301000, buf, sizeof(buf));
     g_assert_false(all_zero(buf, sizeof(buf)));
 
-    qvirtqueue_cleanup(dev->vdev.bus, vq, &alloc);
-    qos_object_destroy((QOSGraphObject *)dev);
-    alloc_destroy(&alloc);
-    qpci_free_pc(bus);
+    virtio_dev_stop(&v);
     qtest_quit(qts);
 }
 
@@ -1869,51 +1887,38 @@ static void test_iothread_stop(void)
         "addr=06.0,iothread=io0,drive=d0,disable-modern=on",
         BLK_LATENCY_NS);
     QTestState *qts = start_qtest(args);
-    QPCIBus *bus = qpci_new_pc(qts, NULL);
-    QGuestAllocator alloc;
-    QVirtioPCIDevice *dev;
-    QVirtQueue *vq;
+    VirtioDev v;
     uint32_t head;
     int round;
 
-    pc_alloc_init(&alloc, qts, 0);
-    dev = virtio_pci_new(bus, &(QPCIAddress) { .devfn = QPCI_DEVFN(6, 0) });
-    g_assert(dev);
-    qvirtio_pci_device_enable(dev);
-    qvirtio_start_device(&dev->vdev);
-    qvirtio_set_features(&dev->vdev, 0);
-    vq = qvirtqueue_setup(&dev->vdev, &alloc, 0);
-    qvirtio_set_driver_ok(&dev->vdev);
+    virtio_dev_start(&v, qts, 6);
 
     /* One protection, set and cleared; another that stays. */
     set_subpage(qts, 0x600, 1, 0xfffffffe);
     set_subpage(qts, 0x600, 1, WP_ALL);
-    head = blk_read_start(qts, dev, vq);
+    head = blk_read_start(qts, v.dev, v.vq);
     qtest_qmp_assert_success(qts, "{'execute': 'stop'}");
     qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
-    blk_read_finish(qts, dev, vq, head);
+    blk_read_finish(qts, v.dev, v.vq, head);
 
     set_subpage(qts, 0x601, 1, 0xfffffffe);
     for (round = 0; round < 3; round++) {
-        head = blk_read_start(qts, dev, vq);
+        head = blk_read_start(qts, v.dev, v.vq);
         qtest_qmp_assert_success(qts, "{'execute': 'stop'}");
         qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
-        blk_read_finish(qts, dev, vq, head);
+        blk_read_finish(qts, v.dev, v.vq, head);
     }
 
     /* migration stops the VM too */
-    head = blk_read_start(qts, dev, vq);
+    head = blk_read_start(qts, v.dev, v.vq);
     migrate_to_file(qts, uri);
     wait_status(qts, "postmigrate");
     qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
-    blk_read_finish(qts, dev, vq, head);
+    blk_read_finish(qts, v.dev, v.vq, head);
     g_assert_cmpuint(get_vector(qts, 0x601), ==, 0xfffffffe);
     unlink(file);
 
-    qvirtqueue_cleanup(dev->vdev.bus, vq, &alloc);
-    qos_object_destroy((QOSGraphObject *)dev);
-    alloc_destroy(&alloc);
-    qpci_free_pc(bus);
+    virtio_dev_stop(&v);
     qtest_quit(qts);
 }
 
