@@ -19,10 +19,10 @@ QEMU=$(readlink -f "$1")
 GUEST=$2
 USER_=nobody
 
-echo "1..5"
+echo "1..6"
 if [ "$(id -u)" != 0 ] || ! command -v virsh >/dev/null ||
    ! command -v libvirtd >/dev/null; then
-    for i in 1 2 3 4 5; do
+    for i in 1 2 3 4 5 6; do
         echo "ok $i # SKIP needs root (to run the daemon as $USER_), virsh and libvirtd"
     done
     exit 0
@@ -76,12 +76,17 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-# The domain of docs/system/spp.rst ("libvirt").
+# The domain of docs/system/spp.rst ("libvirt"), with what virt-install
+# gives a domain on a session connection: 2 vCPUs, a virtio disk (here
+# on an iothread), a virtio NIC (user networking: a session daemon
+# cannot make taps), VNC graphics and a serial console.
+truncate -s 16M "$T/disk.img"
 cat >"$T/dom.xml" <<XML
 <domain type='qemu'>
   <name>spp-test</name>
   <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
+  <vcpu>2</vcpu>
+  <iothreads>1</iothreads>
   <os>
     <type arch='x86_64' machine='q35'>hvm</type>
     <loader type='rom'>$T/guest.bin</loader>
@@ -89,6 +94,18 @@ cat >"$T/dom.xml" <<XML
   <features><acpi/></features>
   <devices>
     <emulator>$QEMU</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' iothread='1'/>
+      <source file='$T/disk.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='user'>
+      <model type='virtio'/>
+    </interface>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='virtio'/></video>
+    <serial type='pty'/>
+    <console type='pty'/>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
   </devices>
@@ -162,9 +179,18 @@ check "5 SPP_VIOLATION events through qemu-monitor-event" events
 query_spp() {
     local out
     out=$(virsh_ qemu-monitor-command spp-test '{"execute":"query-spp"}') &&
-    json_has "$out" "r['return']['violations'] == 5 and r['return']['violations-cpu'] == 5 and r['return']['bytes-blocked'] == 20 and r['return']['protected-pages'] == 2"
+    json_has "$out" "r['return']['violations'] == 5 and r['return']['violations-cpu'] == 5 and r['return']['bytes-blocked'] == 20 and r['return']['protected-pages'] == 2 and r['return']['writers'] == []"
 }
-check "query-spp counters" query_spp
+check "query-spp counters, and no writer SPP cannot judge" query_spp
+
+vnc() {
+    local out
+    out=$(virsh_ qemu-monitor-command spp-test '{"execute":"query-vnc"}') &&
+    json_has "$out" "r['return']['enabled'] and r['return']['service'] != ''" &&
+    out=$(virsh_ qemu-monitor-command spp-test '{"execute":"query-iothreads"}') &&
+    json_has "$out" "len(r['return']) == 1"
+}
+check "VNC server and iothread of the virt-install-style domain" vnc
 
 [ "$FAILED" = 0 ] || { echo "# libvirtd log:"; sed 's/^/# /' "$T/libvirtd.log"; }
 exit "$FAILED"

@@ -107,6 +107,48 @@ extern const SppBackendOps spp_trap_ops;
 
 
 /*
+ * Writers of guest RAM that SPP cannot judge (spp-writers.c): vhost and
+ * VFIO devices, and the paravirtual areas an accelerator writes itself.
+ * All with the BQL held.
+ */
+
+/*
+ * Before @n ranges are applied by a monitor request: with the
+ * "unenforced" setting "refuse", fail, naming the writer, when a range
+ * that protects something could be written by such a writer.
+ */
+bool spp_writers_check(const SppRange *r, size_t n, Error **errp);
+
+/* After a change of the vectors: send SPP_WRITERS if the list changed. */
+void spp_writers_update(void);
+
+/* The list as query-spp gives it. */
+SppWriterList *spp_writers_list(void);
+
+SppUnenforced spp_get_unenforced(void);
+void spp_set_unenforced(SppUnenforced unenforced);
+
+/* One paravirtual area an accelerator writes in guest RAM. */
+typedef struct SppPvArea {
+    const char *feature;         /* "kvmclock", as in SppWriter's id */
+    const char *what;            /* for people */
+    const char *remedy;          /* for people */
+    uint64_t gpa;
+    uint64_t size;
+} SppPvArea;
+
+#define SPP_PV_MAX_AREAS 12
+
+/*
+ * Read the areas @cpu has enabled now into @areas (at most
+ * SPP_PV_MAX_AREAS); runs on @cpu's thread.  Returns how many.
+ */
+typedef unsigned SppPvReadFn(CPUState *cpu, SppPvArea *areas);
+
+/* Installed by the accelerator that has such areas (KVM on x86). */
+void spp_writers_set_pv_reader(SppPvReadFn *fn);
+
+/*
  * Cut a page into 8-byte pieces starting at offsets @phase + 8k (the
  * first piece may be shorter), as a store whose first byte in the page
  * is at an offset equal to @phase modulo 8 is cut into accesses.  For

@@ -13,10 +13,21 @@ need ninja meson cc make
 if [ -d /usr/lib/ccache ] && [ -z "${SPP_NO_CCACHE:-}" ]; then
     export PATH=/usr/lib/ccache:$PATH
 fi
+# The features Debian builds its own qemu-system-x86 with, so that the
+# fork can replace it (libvirt's usual domains: vhost-net, VNC, SPICE,
+# audio...).  Debian keeps them as comments in debian/control, which its
+# debian/extract-config-opts turns into configure options.  Left out:
+# --enable-blkio (libblkio is not packaged in Debian 12) and Debian's
+# --enable-modules (one binary, run from the build tree, is simpler to
+# test; the same code is linked in).
+DEBIAN_OPTS=$(sh "$BASE/debian/extract-config-opts" linux-amd64 \
+                 "$BASE/debian/control" | grep -v -x -e --enable-blkio) ||
+    die "cannot read the feature list from $BASE/debian/control"
+[ -n "$DEBIAN_OPTS" ] || die "no feature list in $BASE/debian/control"
 CONFIGURE_ARGS="--target-list=x86_64-softmmu --enable-kvm --enable-tcg
- --disable-docs --disable-download --without-default-features
- --enable-slirp --disable-werror --disable-install-blobs
- --python=/usr/bin/python3"
+ --disable-docs --disable-download --disable-xen --disable-xkbcommon
+ --disable-containers --disable-werror --disable-install-blobs
+ --python=/usr/bin/python3 ${DEBIAN_OPTS//$'\n'/ }"
 stamp=$OBJ/.spp-configure-args
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$CONFIGURE_ARGS" ] ||
    [ ! -f "$OBJ/build.ninja" ]; then

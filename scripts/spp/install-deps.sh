@@ -43,6 +43,20 @@ BPO_PKGS="meson python3-pycotap"
 # For the libvirt test; without recommends, which would pull in
 # Debian's own QEMU.
 NOREC_PKGS="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
+# The libraries of the features Debian's own qemu-system-x86 is built
+# with (the Build-Depends of the pinned source's debian/control, whose
+# comments build.sh turns into configure options), as Debian 12 names
+# them.  libblkio-dev is not packaged in Debian 12: no --enable-blkio.
+NOREC_PKGS="$NOREC_PKGS libcapstone-dev libaio-dev libjack-dev libpulse-dev
+      libasound2-dev libpipewire-0.3-dev libbpf-dev libbrlapi-dev
+      libcap-ng-dev libcurl4-gnutls-dev libfuse3-dev libgnutls28-dev
+      libgtk-3-dev libvte-2.91-dev libiscsi-dev libncurses-dev
+      libvirglrenderer-dev libepoxy-dev libdrm-dev libgbm-dev libnfs-dev
+      libnuma-dev libcacard-dev librbd-dev libglusterfs-dev libsasl2-dev
+      libsdl2-dev libseccomp-dev libspice-server-dev librdmacm-dev
+      libibverbs-dev libibumad-dev liburing-dev libusb-1.0-0-dev
+      libusbredirparser-dev libssh-dev libzstd-dev libvdeplug-dev nettle-dev
+      libudev-dev libjpeg-dev libpng-dev libpmem-dev"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$PKGS $BPO_PKGS $NOREC_PKGS" ]; then
     step "packages already installed"
@@ -58,9 +72,9 @@ step "installing meson and python3-pycotap from bookworm-backports"
 $SUDO env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q -t bookworm-backports $BPO_PKGS ||
     die "apt-get install -t bookworm-backports failed"
-step "installing the libvirt daemon and client (no recommends)"
+step "installing the libvirt daemon and client, and the libraries of Debian's QEMU features (no recommends)"
 $SUDO env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends $NOREC_PKGS ||
-    die "apt-get install $NOREC_PKGS failed"
+    die "apt-get install (without recommends) failed"
 echo "$PKGS $BPO_PKGS $NOREC_PKGS" | $SUDO tee "$stamp" >/dev/null
 step "done"

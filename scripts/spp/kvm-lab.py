@@ -42,9 +42,10 @@ BUILD = os.environ.get('SPP_BUILD_DIR', os.path.join(TOP, 'build'))
 LAB = os.path.join(BUILD, 'lab')
 LAB_FAILED = 125
 
-# The modules that make /dev/kvm on an AMD CPU with SVM, in load order
-# once their dependencies (read from the modules themselves) are added.
-KVM_MODULES = ['kvm-amd']
+# The modules that make /dev/kvm on an AMD CPU with SVM, and
+# /dev/net/tun and /dev/vhost-net for the vhost tests, in load order once
+# their dependencies (read from the modules themselves) are added.
+KVM_MODULES = ['kvm-amd', 'tun', 'vhost-net']
 BOOT_TIMEOUT = 180          # seconds from start to the init's "ready"
 # One vCPU for the L1.  With two vCPUs on multi-threaded TCG, memslot
 # changes while an L2 vCPU ran broke the nested state now and then: an
@@ -180,7 +181,8 @@ def module_depends(path):
 
 
 def kvm_modules(kroot):
-    """The .ko files to load for kvm-amd, dependencies first."""
+    """The .ko files to load for kvm-amd and vhost-net, dependencies
+    first."""
     return modules(kroot, KVM_MODULES)
 
 

@@ -74,6 +74,8 @@
 #define SPP_CMD_KIND_LOOP   8
 #define SPP_CMD_SMP_START   9
 #define SPP_CMD_SMP_JOB     10
+/* wrmsr: MSR ARG gets the value ADDR (the high half 0) */
+#define SPP_CMD_WRMSR       11
 
 /* SPP_MB_KIND for SPP_CMD_KIND_LOOP (KIND_NONE: the guest cannot) */
 #define SPP_KIND_MOVL       0

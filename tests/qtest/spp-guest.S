@@ -117,6 +117,8 @@ wait_cmd:
         je      cmd_smp_start
         cmpl    $10, %eax
         je      cmd_smp_job
+        cmpl    $11, %eax
+        je      cmd_wrmsr
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -359,6 +361,14 @@ cmd_smp_start:
 
 cmd_smp_job:
         call    smp_job
+        jmp     cmd_done
+
+/* wrmsr of MSR ARG with ADDR (high half 0): a paravirtual area's address. */
+cmd_wrmsr:
+        movl    SPP_MB_ARG, %ecx
+        movl    SPP_MB_ADDR, %eax
+        xorl    %edx, %edx
+        wrmsr
         jmp     cmd_done
 
 /* The job in SPP_SMP_CMD; every vCPU runs it (clobbers all registers). */

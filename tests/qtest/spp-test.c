@@ -1923,6 +1923,270 @@ static void test_iothread_stop(void)
 }
 
 /* Run QEMU with @args appended; expect it to fail with @msg on stderr. */
+/* The writer SPP cannot judge with @id in query-spp, or NULL (a ref). */
+static QDict *find_writer(QTestState *qts, const char *id, unsigned *count)
+{
+    QDict *info = query_spp(qts);
+    QList *list = qdict_get_qlist(info, "writers");
+    QDict *found = NULL;
+    QListEntry *e;
+    unsigned n = 0;
+
+    g_assert(list);
+    QLIST_FOREACH_ENTRY(list, e) {
+        QDict *w = qobject_to(QDict, qlist_entry_obj(e));
+
+        n++;
+        if (!found && !strcmp(qdict_get_str(w, "id"), id)) {
+            found = w;
+            qobject_ref(found);
+        }
+    }
+    if (count) {
+        *count = n;
+    }
+    qobject_unref(info);
+    return found;
+}
+
+/* The writers of the last SPP_WRITERS event (after a round trip), or -1. */
+static int last_writers_event(QTestState *qts)
+{
+    QDict *ev, *last = NULL;
+    int n = -1;
+
+    qobject_unref(query_spp(qts));
+    while ((ev = qtest_qmp_event_ref(qts, "SPP_WRITERS"))) {
+        qobject_unref(last);
+        last = ev;
+    }
+    if (last) {
+        n = qlist_size(qdict_get_qlist(qdict_get_qdict(last, "data"),
+                                       "writers"));
+        qobject_unref(last);
+    }
+    return n;
+}
+
+/*
+ * Plugging a vhost or VFIO device while memory is protected: refused by
+ * default, before the device exists, with an error that names it; with
+ * unenforced=allow, SPP does not stand in the way (here the device then
+ * fails for lack of its host side, or is plugged and listed).
+ */
+static void test_writers_hotplug(void)
+{
+    QTestState *qts = start_qtest("-device pcie-root-port,id=rp0,chassis=1 "
+                                  "-device pcie-root-port,id=rp1,chassis=2");
+    QDict *info = query_spp(qts), *rsp, *w;
+    unsigned n;
+
+    g_assert_cmpstr(qdict_get_str(info, "unenforced"), ==, "refuse");
+    g_assert(qlist_empty(qdict_get_qlist(info, "writers")));
+    qobject_unref(info);
+
+    set_subpage(qts, 0x100, 1, 0xffff0000);
+    rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': "
+                    "{'driver': 'vhost-vsock-pci', 'id': 'vs0', "
+                    "'guest-cid': 3, 'bus': 'rp0'}}");
+    expect_error(qts, "from its vhost back end, which SPP cannot check, "
+                 "and 1 page is protected", rsp);
+    rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': "
+                    "{'driver': 'vfio-pci', 'id': 'vf0', "
+                    "'host': '0000:00:00.0', 'bus': 'rp0'}}");
+    expect_error(qts, "'vfio-pci' writes guest RAM by DMA through the host "
+                 "IOMMU", rsp);
+    rsp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments': "
+                    "{'path': '/machine/peripheral/vs0', 'property': "
+                    "'type'}}");
+    g_assert(qdict_haskey(rsp, "error"));
+    qobject_unref(rsp);
+    g_assert_cmphex(get_vector(qts, 0x100), ==, 0xffff0000);
+
+    /* An emulated device is plugged as ever. */
+    qtest_qmp_assert_success(qts, "{'execute': 'device_add', 'arguments': "
+                             "{'driver': 'virtio-rng-pci', 'id': 'rng0', "
+                             "'bus': 'rp0'}}");
+    g_assert_null(find_writer(qts, "rng0", &n));
+    g_assert_cmpuint(n, ==, 0);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'block', "
+                             "'unenforced': 'allow'}}");
+    info = query_spp(qts);
+    g_assert_cmpstr(qdict_get_str(info, "unenforced"), ==, "allow");
+    qobject_unref(info);
+    rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': "
+                    "{'driver': 'vhost-vsock-pci', 'id': 'vs0', "
+                    "'guest-cid': 3, 'bus': 'rp1'}}");
+    if (qdict_haskey(rsp, "error")) {
+        const char *desc = qdict_get_str(qdict_get_qdict(rsp, "error"),
+                                         "desc");
+
+        g_test_message("vhost-vsock-pci without SPP's refusal: %s", desc);
+        g_assert_null(strstr(desc, "SPP"));
+    } else {
+        /* A host with /dev/vhost-vsock: the device is a listed writer. */
+        w = find_writer(qts, "vs0", NULL);
+        g_assert(w);
+        g_assert_cmpstr(qdict_get_str(w, "kind"), ==, "vhost");
+        g_assert(qdict_get_bool(w, "all-ram"));
+        g_assert(qdict_get_bool(w, "reaches-protected"));
+        qobject_unref(w);
+        g_assert_cmpint(last_writers_event(qts), ==, 1);
+    }
+    qobject_unref(rsp);
+    qtest_quit(qts);
+}
+
+/*
+ * vhost-net (the lab has /dev/vhost-net and /dev/net/tun): a protection
+ * is refused by default, naming the NIC and the netdev; accepted and
+ * listed with unenforced=allow; plugging another vhost NIC while memory
+ * is protected is refused, one without vhost is not.
+ */
+static void test_kvm_vhost_net(void)
+{
+    QTestState *qts;
+    QDict *w, *rsp;
+    unsigned n;
+
+    if (access("/dev/vhost-net", R_OK | W_OK) ||
+        access("/dev/net/tun", R_OK | W_OK)) {
+        g_test_skip("no usable /dev/vhost-net and /dev/net/tun here (the "
+                    "KVM lab has them)");
+        return;
+    }
+    qts = start_guest("kvm", "-netdev tap,id=hn0,vhost=on,script=no,"
+                      "downscript=no -device virtio-net-pci,netdev=hn0,"
+                      "id=net0,romfile= -device pcie-root-port,id=rp0,"
+                      "chassis=1");
+    w = find_writer(qts, "net0", &n);
+    g_assert(w);
+    g_assert_cmpuint(n, ==, 1);
+    g_assert_cmpstr(qdict_get_str(w, "kind"), ==, "vhost");
+    g_assert(strstr(qdict_get_str(w, "description"),
+                    "NIC 'net0' on netdev 'hn0' (tap"));
+    g_assert_cmpstr(qdict_get_str(w, "remedy"), ==,
+                    "vhost=off on netdev 'hn0'");
+    g_assert(qdict_get_bool(w, "all-ram"));
+    g_assert(!qdict_get_bool(w, "reaches-protected"));
+    qobject_unref(w);
+
+    rsp = qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                    "{'base_gfn': %d, 'npages': 1, 'wp_map': 0}}",
+                    SPP_PAGE_P >> 12);
+    expect_error(qts, "NIC 'net0' on netdev 'hn0' (tap, vhost-net)", rsp);
+    g_assert_cmphex(get_vector(qts, SPP_PAGE_P >> 12), ==, 0xffffffff);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, 0);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'block', "
+                             "'unenforced': 'allow'}}");
+    set_subpage(qts, SPP_PAGE_P >> 12, 1, 0);
+    w = find_writer(qts, "net0", NULL);
+    g_assert(qdict_get_bool(w, "reaches-protected"));
+    qobject_unref(w);
+    g_assert_cmpint(last_writers_event(qts), ==, 1);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'block', "
+                             "'unenforced': 'refuse'}}");
+    qtest_qmp_assert_success(qts, "{'execute': 'netdev_add', 'arguments': "
+                             "{'type': 'tap', 'id': 'hn1', 'vhost': true, "
+                             "'script': 'no', 'downscript': 'no'}}");
+    rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': "
+                    "{'driver': 'virtio-net-pci', 'id': 'net1', "
+                    "'netdev': 'hn1', 'bus': 'rp0', 'romfile': ''}}");
+    expect_error(qts, "netdev 'hn1' (tap) uses vhost", rsp);
+    g_assert_null(find_writer(qts, "net1", &n));
+    g_assert_cmpuint(n, ==, 1);
+
+    /* The same NIC without vhost is QEMU's own: judged, so plugged. */
+    qtest_qmp_assert_success(qts, "{'execute': 'netdev_add', 'arguments': "
+                             "{'type': 'tap', 'id': 'hn2', 'vhost': false, "
+                             "'script': 'no', 'downscript': 'no'}}");
+    qtest_qmp_assert_success(qts, "{'execute': 'device_add', 'arguments': "
+                             "{'driver': 'virtio-net-pci', 'id': 'net2', "
+                             "'netdev': 'hn2', 'bus': 'rp0', "
+                             "'romfile': ''}}");
+    g_assert_null(find_writer(qts, "net2", &n));
+    g_assert_cmpuint(n, ==, 1);
+    qtest_quit(qts);
+}
+
+/*
+ * kvmclock: KVM writes the guest's clock parameters where the guest put
+ * them, which SPP cannot judge.  Protecting any sub-page of that page is
+ * refused by default; with unenforced=allow it is applied and listed.
+ * What KVM then does with the page is recorded, for the design document.
+ */
+static void test_kvm_pv_kvmclock(void)
+{
+    const uint32_t clock = SPP_PAGE_P + 0x800;      /* sub-page 16 */
+    QTestState *qts = start_guest("kvm", NULL);
+    uint8_t before[32], after[32];
+    QDict *w, *rsp;
+
+    guest_run_at(qts, SPP_CMD_WRMSR, 0x4b564d01, clock | 1);
+    if (!qtest_readl(qts, clock)) {
+        g_test_skip("KVM wrote no kvmclock area (no kvmclock on this "
+                    "vCPU model?)");
+        qtest_quit(qts);
+        return;
+    }
+    /* Any request that protects memory reads the areas back. */
+    set_subpage(qts, SPP_PAGE_Q >> 12, 1, 0);
+    w = find_writer(qts, "kvmclock", NULL);
+    g_assert(w);
+    g_assert_cmpstr(qdict_get_str(w, "kind"), ==, "kvm-pv");
+    g_assert_cmpuint(get_u(w, "gpa"), ==, clock);
+    g_assert_cmpuint(get_u(w, "size"), ==, 32);
+    g_assert_cmpint(qdict_get_int(w, "cpu-index"), ==, 0);
+    g_assert(!qdict_get_bool(w, "all-ram"));
+    g_assert(!qdict_get_bool(w, "reaches-protected"));
+    qobject_unref(w);
+
+    /* Sub-page 0 only: the clock's own sub-page stays writable. */
+    rsp = qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
+                    "{'base_gfn': %d, 'npages': 1, 'wp_map': 0xfffffffe}}",
+                    SPP_PAGE_P >> 12);
+    expect_error(qts, "kvmclock of cpu 0 at 0x100800", rsp);
+    g_assert_cmphex(get_vector(qts, SPP_PAGE_P >> 12), ==, 0xffffffff);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'set-spp-policy', "
+                             "'arguments': {'policy': 'block', "
+                             "'unenforced': 'allow'}}");
+    set_subpage(qts, SPP_PAGE_P >> 12, 1, 0xfffffffe);
+    w = find_writer(qts, "kvmclock", NULL);
+    g_assert(qdict_get_bool(w, "reaches-protected"));
+    qobject_unref(w);
+    g_assert_cmpint(last_writers_event(qts), >=, 1);
+
+    /* A new MSR write makes KVM write the area again: does it land? */
+    qtest_memread(qts, clock, before, sizeof(before));
+    guest_run_at(qts, SPP_CMD_WRMSR, 0x4b564d01, clock | 1);
+    g_usleep(100 * 1000);
+    qtest_memread(qts, clock, after, sizeof(after));
+    g_test_message("kvmclock in a writable sub-page of a protected page: "
+                   "KVM's update %s", memcmp(before, after, sizeof(after)) ?
+                   "landed" : "did not land");
+    /* Whatever KVM did, the protected sub-page 0 holds what it held. */
+    g_assert_cmpuint(qtest_readq(qts, SPP_PAGE_P), ==, 0);
+
+    /* In a protected sub-page: again, only recorded. */
+    set_subpage(qts, SPP_PAGE_P >> 12, 1, 0);
+    qtest_memread(qts, clock, before, sizeof(before));
+    guest_run_at(qts, SPP_CMD_WRMSR, 0x4b564d01, clock | 1);
+    g_usleep(100 * 1000);
+    qtest_memread(qts, clock, after, sizeof(after));
+    g_test_message("kvmclock in a protected sub-page: KVM's update %s",
+                   memcmp(before, after, sizeof(after)) ?
+                   "landed (KVM bypasses the read-only slot)" :
+                   "did not land");
+    qtest_quit(qts);
+}
+
 static void expect_start_failure(const char *args, const char *msg)
 {
     const char *qemu = g_getenv("QTEST_QEMU_BINARY");
@@ -1950,6 +2214,8 @@ static void test_cmdline_errors(void)
     expect_start_failure("-spp event-rate=4294967296",
                          "event-rate must be at most");
     expect_start_failure("-spp color=red", "color");
+    expect_start_failure("-spp unenforced=ignore",
+                         "invalid unenforced 'ignore'");
 }
 
 /* -accel kvm,spp=auto on a kernel without SPP: the emulated backend. */
@@ -2254,6 +2520,7 @@ int main(int argc, char **argv)
     qtest_add_func("/spp/dma/virtio-rng-map", test_dma_map_virtio_rng);
     qtest_add_func("/spp/dma/viommu-virtio-rng", test_dma_viommu_virtio_rng);
     qtest_add_func("/spp/iothread-stop", test_iothread_stop);
+    qtest_add_func("/spp/writers/hotplug", test_writers_hotplug);
     if (qtest_has_accel("tcg")) {
         add_guest_tests("tcg");
     } else {
@@ -2270,6 +2537,8 @@ int main(int argc, char **argv)
                        test_kvm_migrate_converges);
         qtest_add_func("/spp/kvm/backend-hardware",
                        test_kvm_backend_hardware);
+        qtest_add_func("/spp/kvm/vhost-net", test_kvm_vhost_net);
+        qtest_add_func("/spp/kvm/pv-kvmclock", test_kvm_pv_kvmclock);
     }
 
     ret = g_test_run();

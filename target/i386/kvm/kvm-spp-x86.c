@@ -4,7 +4,9 @@
  * With the kernel's SPP backend, a store to a protected sub-page exits
  * with KVM_EXIT_SPP.  Only handled while that backend is active: exit
  * reason 29 is KVM_EXIT_X86_RDMSR on every released kernel.  The
- * emulated backend's step fallback is in kvm-spp-step-x86.c.
+ * emulated backend's step fallback is in kvm-spp-step-x86.c.  Also
+ * here: the paravirtual areas KVM writes in guest RAM, for the list of
+ * writers SPP cannot judge (system/spp/spp-writers.c).
  *
  * Copyright (c) 2026 The QEMU SPP fork developers
  *
@@ -26,6 +28,8 @@
 #include "qemu/accel.h"
 #include "hw/core/cpu.h"
 #include "kvm-spp-x86.h"
+#include "hyperv-proto.h"
+#include "standard-headers/asm-x86/kvm_para.h"
 
 /* A sub-page made writable for one instruction (policy "report"). */
 typedef struct KvmSppStep {
@@ -121,3 +125,80 @@ bool kvm_spp_x86_handle_exit(CPUState *cs, struct kvm_run *run, int *ret)
     *ret = 0;
     return true;
 }
+
+/*
+ * The guest gives KVM the address of each paravirtual area by writing an
+ * MSR, which KVM handles without exiting to QEMU: read them back.  A set
+ * bit 0 enables each of them.
+ */
+static const struct {
+    uint32_t msr;
+    uint64_t addr_mask;
+    uint64_t size;
+    const char *feature;
+    const char *what;
+    const char *remedy;
+} kvm_spp_pv_msrs[] = {
+    { MSR_KVM_SYSTEM_TIME_NEW, ~1ULL, 32, "kvmclock",
+      "KVM writes the guest's clock parameters there",
+      "-cpu ...,kvmclock=off, or a guest that does not use kvmclock" },
+    { MSR_KVM_SYSTEM_TIME, ~1ULL, 32, "kvmclock",
+      "KVM writes the guest's clock parameters there",
+      "-cpu ...,kvmclock=off, or a guest that does not use kvmclock" },
+    { MSR_KVM_STEAL_TIME, ~0x3fULL, 64, "steal-time",
+      "KVM writes the time the vCPU waited for the host there",
+      "-cpu ...,kvm-steal-time=off" },
+    { MSR_KVM_PV_EOI_EN, ~1ULL, 4, "pv-eoi",
+      "KVM sets and clears the PV end-of-interrupt flag there",
+      "-cpu ...,kvm-pv-eoi=off" },
+    { MSR_KVM_ASYNC_PF_EN, ~0x3fULL, 64, "async-pf",
+      "KVM writes asynchronous page fault reasons there",
+      "-cpu ...,kvm-asyncpf=off" },
+    { HV_X64_MSR_REFERENCE_TSC, ~0xfffULL, 4096, "hv-tsc-page",
+      "KVM writes the Hyper-V reference TSC page",
+      "-cpu ...,hv-time=off" },
+    { HV_X64_MSR_APIC_ASSIST_PAGE, ~0xfffULL, 4096, "hv-vp-assist",
+      "KVM writes the Hyper-V VP assist page",
+      "-cpu ...,hv-vapic=off" },
+    { HV_X64_MSR_SIMP, ~0xfffULL, 4096, "hv-synic",
+      "KVM posts Hyper-V SynIC messages there",
+      "-cpu ...,hv-synic=off" },
+    { HV_X64_MSR_SIEFP, ~0xfffULL, 4096, "hv-synic",
+      "KVM posts Hyper-V SynIC event flags there",
+      "-cpu ...,hv-synic=off" },
+};
+
+static unsigned kvm_spp_x86_read_pv(CPUState *cs, SppPvArea *areas)
+{
+    struct {
+        struct kvm_msrs info;
+        struct kvm_msr_entry entry;
+    } msr;
+    unsigned i, n = 0;
+
+    QEMU_BUILD_BUG_ON(ARRAY_SIZE(kvm_spp_pv_msrs) > SPP_PV_MAX_AREAS);
+    for (i = 0; i < ARRAY_SIZE(kvm_spp_pv_msrs); i++) {
+        memset(&msr, 0, sizeof(msr));
+        msr.info.nmsrs = 1;
+        msr.entry.index = kvm_spp_pv_msrs[i].msr;
+        /* An MSR this vCPU does not have reads as 0 entries: skipped. */
+        if (kvm_vcpu_ioctl(cs, KVM_GET_MSRS, &msr) != 1 ||
+            !(msr.entry.data & 1)) {
+            continue;
+        }
+        areas[n++] = (SppPvArea) {
+            .feature = kvm_spp_pv_msrs[i].feature,
+            .what = kvm_spp_pv_msrs[i].what,
+            .remedy = kvm_spp_pv_msrs[i].remedy,
+            .gpa = msr.entry.data & kvm_spp_pv_msrs[i].addr_mask,
+            .size = kvm_spp_pv_msrs[i].size,
+        };
+    }
+    return n;
+}
+
+static void kvm_spp_x86_register(void)
+{
+    spp_writers_set_pv_reader(kvm_spp_x86_read_pv);
+}
+type_init(kvm_spp_x86_register)

@@ -70,6 +70,7 @@ void hmp_info_subpage(Monitor *mon, const QDict *qdict)
 void hmp_info_spp(Monitor *mon, const QDict *qdict)
 {
     SppInfo *info = qmp_query_spp(&error_abort);
+    SppWriterList *w;
 
     monitor_printf(mon, "backend: %s (%s)\n", SppBackend_str(info->backend),
                    info->backend_reason);
@@ -87,6 +88,16 @@ void hmp_info_spp(Monitor *mon, const QDict *qdict)
     monitor_printf(mon, "bytes blocked: %" PRIu64 "\n", info->bytes_blocked);
     monitor_printf(mon, "events: %" PRIu64 " sent, %" PRIu64 " suppressed\n",
                    info->events_sent, info->events_suppressed);
+    monitor_printf(mon, "writers SPP cannot judge (unenforced=%s):%s\n",
+                   SppUnenforced_str(info->unenforced),
+                   info->writers ? "" : " none");
+    for (w = info->writers; w; w = w->next) {
+        monitor_printf(mon, "  %s %s%s: %s\n    avoid with: %s\n",
+                       SppWriterKind_str(w->value->kind), w->value->id,
+                       w->value->reaches_protected ?
+                       " [can write protected pages]" : "",
+                       w->value->description, w->value->remedy);
+    }
     qapi_free_SppInfo(info);
 }
 
@@ -109,6 +120,6 @@ void hmp_spp_policy(Monitor *mon, const QDict *qdict)
     }
     qmp_set_spp_policy(policy, has_rate,
                        has_rate ? qdict_get_int(qdict, "event_rate") : 0,
-                       &err);
+                       false, 0, &err);
     hmp_handle_error(mon, err);
 }

@@ -349,10 +349,11 @@ static bool spp_apply_ranges(const SppRange *r, size_t n, Error **errp)
     for (j = 0; j < n; j++) {
         trace_spp_set(r[j].gfn, r[j].npages, r[j].wp, spp.nprot);
     }
+    spp_writers_update();
     return true;
 }
 
-bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
+static bool spp_check_ranges(const SppRange *r, size_t n, Error **errp)
 {
     size_t j;
 
@@ -364,7 +365,24 @@ bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
             return false;
         }
     }
-    return spp_apply_ranges(r, n, errp);
+    return true;
+}
+
+bool spp_set_ranges(const SppRange *r, size_t n, Error **errp)
+{
+    return spp_check_ranges(r, n, errp) && spp_apply_ranges(r, n, errp);
+}
+
+/*
+ * A monitor request: the ranges are valid, no writer SPP cannot judge
+ * could change what they protect (unless the user allows it), then
+ * they are applied.
+ */
+static void spp_monitor_set(const SppRange *r, size_t n, Error **errp)
+{
+    if (spp_check_ranges(r, n, errp) && spp_writers_check(r, n, errp)) {
+        spp_apply_ranges(r, n, errp);
+    }
 }
 
 void spp_forget_ranges(const SppRange *r, size_t n)
@@ -618,7 +636,7 @@ void qmp_set_subpage(uint64_t base_gfn, uint64_t npages, uint32_t wp_map,
 {
     SppRange r = { .gfn = base_gfn, .npages = npages, .wp = wp_map };
 
-    spp_set_ranges(&r, 1, errp);
+    spp_monitor_set(&r, 1, errp);
 }
 
 void qmp_set_subpages(uint64List *gfns, uint32_t wp_map, Error **errp)
@@ -640,7 +658,7 @@ void qmp_set_subpages(uint64List *gfns, uint32_t wp_map, Error **errp)
         r[n].npages = 1;
         r[n].wp = wp_map;
     }
-    spp_set_ranges(r, n, errp);
+    spp_monitor_set(r, n, errp);
 }
 
 void qmp_get_subpage(uint64_t base_gfn, uint64_t npages, const char *filename,
@@ -708,20 +726,29 @@ SppInfo *qmp_query_spp(Error **errp)
     info->events_sent = spp.events_sent;
     info->events_suppressed = spp.events_suppressed;
     spp_unlock();
+    info->unenforced = spp_get_unenforced();
+    info->writers = spp_writers_list();
     return info;
 }
 
 void qmp_set_spp_policy(SppPolicy policy, bool has_event_rate,
-                        uint32_t event_rate, Error **errp)
+                        uint32_t event_rate, bool has_unenforced,
+                        SppUnenforced unenforced, Error **errp)
 {
     spp.policy = policy;
     if (has_event_rate) {
         spp.event_rate = event_rate;
     }
+    if (has_unenforced) {
+        spp_set_unenforced(unenforced);
+    }
     trace_spp_policy(SppPolicy_str(policy), spp.event_rate);
 }
 
-/* Command line: -spp policy=block|unprotect|report|pause,event-rate=N */
+/*
+ * Command line:
+ * -spp policy=block|unprotect|report|pause,event-rate=N,unenforced=refuse|allow
+ */
 
 static QemuOptsList qemu_spp_opts = {
     .name = "spp",
@@ -737,6 +764,12 @@ static QemuOptsList qemu_spp_opts = {
             .name = "event-rate",
             .type = QEMU_OPT_NUMBER,
             .help = "most SPP_VIOLATION events per second (0: no limit)",
+        }, {
+            .name = "unenforced",
+            .type = QEMU_OPT_STRING,
+            .help = "refuse (default) or allow a protection that a writer "
+                    "SPP cannot judge (vhost, VFIO, KVM PV area) could "
+                    "bypass",
         },
         { /* end of list */ }
     },
@@ -769,6 +802,17 @@ void spp_parse_cmdline(const char *optarg)
             exit(1);
         }
         spp.event_rate = rate;
+    }
+    policy = qemu_opt_get(opts, "unenforced");
+    if (policy) {
+        int u = qapi_enum_parse(&SppUnenforced_lookup, policy, -1, NULL);
+
+        if (u < 0) {
+            error_report("-spp: invalid unenforced '%s' (expected refuse "
+                         "or allow)", policy);
+            exit(1);
+        }
+        spp_set_unenforced(u);
     }
     qemu_opts_del(opts);
 }
