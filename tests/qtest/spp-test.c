@@ -2076,7 +2076,8 @@ static void test_kvm_vhost_net(void)
     rsp = qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
                     "{'base_gfn': %d, 'npages': 1, 'wp_map': 0}}",
                     SPP_PAGE_P >> 12);
-    expect_error(qts, "NIC 'net0' on netdev 'hn0' (tap, vhost-net)", rsp);
+    expect_error(qts, "NIC 'net0' on netdev 'hn0' (tap): the host kernel "
+                 "(vhost-net) writes", rsp);
     g_assert_cmphex(get_vector(qts, SPP_PAGE_P >> 12), ==, 0xffffffff);
     g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==, 0);
 
@@ -2135,6 +2136,12 @@ static void test_kvm_pv_kvmclock(void)
         qtest_quit(qts);
         return;
     }
+    /* Control: unprotected, each MSR write makes KVM write the area. */
+    qtest_memread(qts, clock, before, sizeof(before));
+    guest_run_at(qts, SPP_CMD_WRMSR, 0x4b564d01, clock | 1);
+    qtest_memread(qts, clock, after, sizeof(after));
+    g_assert(memcmp(before, after, sizeof(after)));
+
     /* Any request that protects memory reads the areas back. */
     set_subpage(qts, SPP_PAGE_Q >> 12, 1, 0);
     w = find_writer(qts, "kvmclock", NULL);
@@ -2149,7 +2156,7 @@ static void test_kvm_pv_kvmclock(void)
 
     /* Sub-page 0 only: the clock's own sub-page stays writable. */
     rsp = qtest_qmp(qts, "{'execute': 'set-subpage', 'arguments': "
-                    "{'base_gfn': %d, 'npages': 1, 'wp_map': 0xfffffffe}}",
+                    "{'base_gfn': %d, 'npages': 1, 'wp_map': 4294967294}}",
                     SPP_PAGE_P >> 12);
     expect_error(qts, "kvmclock of cpu 0 at 0x100800", rsp);
     g_assert_cmphex(get_vector(qts, SPP_PAGE_P >> 12), ==, 0xffffffff);
