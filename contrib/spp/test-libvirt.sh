@@ -81,6 +81,7 @@ done
 # on an iothread), a virtio NIC (user networking: a session daemon
 # cannot make taps), VNC graphics and a serial console.
 truncate -s 16M "$T/disk.img"
+chown "$USER_" "$T/disk.img"
 cat >"$T/dom.xml" <<XML
 <domain type='qemu'>
   <name>spp-test</name>

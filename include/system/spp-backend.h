@@ -1,7 +1,7 @@
 /*
  * Sub-page write protection (SPP): the interface of its backends
  *
- * What the core (system/spp.c) offers the code that enforces the
+ * What the core (system/spp/spp.c) offers the code that enforces the
  * vectors, and what a backend implements.  Monitors, accelerators and
  * devices use system/spp.h only.
  *
@@ -71,7 +71,7 @@ typedef struct SppBackendOps {
 void spp_set_backend(const SppBackendOps *ops, const char *reason);
 
 /*
- * The core's lock (see system/spp.c): backends take it around the state
+ * The core's lock (see system/spp/spp.c): backends take it around the state
  * their write handler reads without the BQL, and the write-trap
  * facility holds it around each judgement and the store it allows.
  * Never held while calling into a backend or changing traps.

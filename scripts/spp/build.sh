@@ -10,8 +10,11 @@ set -euo pipefail
 
 need ninja meson cc make
 # Debian's ccache masquerades as cc/gcc from /usr/lib/ccache.
+# Paths under the clone are hashed relative to it, so that another clone
+# on the same machine (CI's fresh clone) reuses the cache.
 if [ -d /usr/lib/ccache ] && [ -z "${SPP_NO_CCACHE:-}" ]; then
     export PATH=/usr/lib/ccache:$PATH
+    export CCACHE_BASEDIR=$TOP CCACHE_NOHASHDIR=1
 fi
 # The features Debian builds its own qemu-system-x86 with, so that the
 # fork can replace it (libvirt's usual domains: vhost-net, VNC, SPICE,

@@ -8,7 +8,7 @@
  * register store within one page is done here, through the memory
  * core; for anything else stop the other vCPUs, lift the protection of
  * those pages, single-step the instruction in KVM and judge what it
- * changed (system/spp-step.c).
+ * changed (system/spp/spp-step.c).
  *
  * Copyright (c) 2026 The QEMU SPP fork developers
  *
