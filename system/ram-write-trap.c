@@ -43,6 +43,16 @@ static unsigned write_trap_nlifted;
 static unsigned write_trap_depth;
 static bool write_trap_flush_pending;
 
+__thread MemoryWriteTrapStore memory_write_trap_cur_store;
+
+uintptr_t memory_write_trap_store_ra(uint64_t ram_addr)
+{
+    MemoryWriteTrapStore *st = &memory_write_trap_cur_store;
+
+    return st->mr == &write_trap_mr && ram_addr - st->offset < st->size ?
+           st->ra : 0;
+}
+
 static MemTxResult write_trap_read(void *opaque, hwaddr addr, uint64_t *data,
                                    unsigned size, MemTxAttrs attrs)
 {
@@ -129,7 +139,8 @@ static void write_trap_store(hwaddr addr, uint64_t data, unsigned size,
      */
     h->lock();
     memory_region_ram_write_masked(rb->mr, offset, data, size,
-                                   h->judge(rb->mr, offset, size, attrs));
+                                   h->judge(rb->mr, offset, size, attrs,
+                                            data));
     h->unlock();
 }
 
@@ -221,7 +232,8 @@ bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
         return false;
     }
     write_trap_ops_handler->lock();
-    mask = write_trap_ops_handler->judge(rb->mr, offset, size, attrs) & full;
+    mask = write_trap_ops_handler->judge(rb->mr, offset, size, attrs,
+                                         data) & full;
     if (mask != full) {
         /* Blocked in part: no atomicity to keep, only what may land. */
         memory_region_ram_write_masked(rb->mr, offset, data, size, mask);

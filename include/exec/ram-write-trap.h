@@ -33,9 +33,11 @@
 /*
  * The handler of trapped writes.  @judge judges a write of @size bytes
  * (1 to 8, within one target page) at @offset of the RAM region @mr,
- * made with @attrs, and returns a mask of the bytes that may land: bit i
- * for byte @offset + i.  Writes come from any thread (vCPUs, iothreads,
- * the main loop), with or without the BQL, so the handler must be
+ * made with @attrs, of the value @data (little-endian, the low @size
+ * bytes; for a read-modify-write, what the writer says it stored), and
+ * returns a mask of the bytes that may land: bit i for byte @offset + i.
+ * Writes come from any thread (vCPUs, iothreads, the main loop), with
+ * or without the BQL, so the handler must be
  * thread-safe and must not take the BQL.  @lock and @unlock bracket each
  * judgement and the store it allows: a change the handler makes under
  * the same lock (what it lets through) is thus ordered with every trapped
@@ -43,7 +45,7 @@
  */
 typedef struct MemoryWriteTrapOps {
     uint8_t (*judge)(MemoryRegion *mr, hwaddr offset, unsigned size,
-                     MemTxAttrs attrs);
+                     MemTxAttrs attrs, uint64_t data);
     void (*lock)(void);
     void (*unlock)(void);
 } MemoryWriteTrapOps;
@@ -184,5 +186,49 @@ bool memory_region_is_write_trap(MemoryRegion *mr);
  */
 MemoryRegion *memory_write_trap_translate(MemoryRegion *mr, hwaddr *xlat,
                                           hwaddr *plen);
+
+/*
+ * TCG: where the store access being made now came from.  TCG marks each
+ * store access of at most 8 bytes to an I/O region, before it splits it
+ * into naturally aligned pieces (accel/tcg/cputlb.c), with the region,
+ * the offset and size of the access in it, and @ra, the host address in
+ * translated code (or a helper's GETPC()) that made it.  The handler of
+ * trapped writes can then tell the pieces of one access from a new
+ * access (memory_write_trap_store_seq()), and find the guest instruction
+ * that stored (memory_write_trap_store_ra()).
+ */
+typedef struct MemoryWriteTrapStore {
+    uint64_t seq;               /* one per access */
+    MemoryRegion *mr;
+    hwaddr offset;
+    unsigned size;
+    uintptr_t ra;
+} MemoryWriteTrapStore;
+
+extern __thread MemoryWriteTrapStore memory_write_trap_cur_store;
+
+static inline void memory_write_trap_store_begin(MemoryRegion *mr,
+                                                 hwaddr offset,
+                                                 unsigned size, uintptr_t ra)
+{
+    memory_write_trap_cur_store.seq++;
+    memory_write_trap_cur_store.mr = mr;
+    memory_write_trap_cur_store.offset = offset;
+    memory_write_trap_cur_store.size = size;
+    memory_write_trap_cur_store.ra = ra;
+}
+
+/* The number of the current TCG store access on this thread. */
+static inline uint64_t memory_write_trap_store_seq(void)
+{
+    return memory_write_trap_cur_store.seq;
+}
+
+/*
+ * The @ra of the TCG store access on this thread that covers @ram_addr
+ * of the write-trap region, or 0 when the write being judged is not
+ * part of one (DMA, a page-table update, a helper's physical access).
+ */
+uintptr_t memory_write_trap_store_ra(uint64_t ram_addr);
 
 #endif

@@ -167,6 +167,32 @@ unsigned spp_diff_page(const uint8_t *before, const uint8_t *after,
  * Called with spp_lock() held, which the caller keeps until the allowed
  * bytes are stored.
  */
-uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs);
+uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs,
+                             uint64_t data, uintptr_t ra);
+
+/*
+ * Who a vCPU writer is, for SPP_VIOLATION: the linear address of the
+ * storing instruction (only when it is known exactly), the privilege
+ * level it ran at and the root of its page tables (when paging is on).
+ */
+typedef struct SppCpuWriter {
+    bool has_pc;
+    uint64_t pc;
+    bool has_ring;
+    uint8_t ring;
+    bool has_pt_root;
+    uint64_t pt_root;
+} SppCpuWriter;
+
+/*
+ * Fill @w for the vCPU @cpu, which is making a write that violates
+ * (on its own thread, with the core's lock held); @ra is the TCG store
+ * access's host return address, or 0.  Returns false when the reader
+ * does not serve the accelerator in use.
+ */
+typedef bool SppWriterReadFn(CPUState *cpu, uintptr_t ra, SppCpuWriter *w);
+
+/* Installed by target code (one for TCG, one for KVM, at most). */
+void spp_add_writer_reader(SppWriterReadFn *fn);
 
 #endif

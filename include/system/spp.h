@@ -60,14 +60,8 @@ uint32_t spp_get_vector(uint64_t gfn);
  * Returns true when at least one byte was protected.
  */
 bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
-                     bool *allowed);
+                     const uint64_t *data, bool *allowed);
 
-/*
- * TCG bumps this before each store access of at most 8 bytes to an I/O
- * region (accel/tcg/cputlb.c).  It splits such an access into naturally
- * aligned pieces; spp_judge_write() counts one violation for them all.
- */
-extern __thread uint64_t spp_tcg_store_seq;
 
 /* Parse the -spp command line option.  Exits on error. */
 void spp_parse_cmdline(const char *optarg);

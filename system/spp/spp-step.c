@@ -118,11 +118,15 @@ static void spp_step_judge(unsigned offset, unsigned len, void *opaque)
     SppStepJudge *j = opaque;
     SppStepPage *p = j->page;
     bool allowed[SPP_MAX_ACCESS];
+    uint64_t data = 0;
     unsigned i;
 
     /* Under "unprotect" an earlier word may have opened the sub-page. */
+
+    memcpy(&data, p->host + offset, len);
+    data = le64_to_cpu(data);
     j->violations += spp_judge_write((p->gfn << SPP_PAGE_SHIFT) + offset,
-                                     len, j->attrs, allowed);
+                                     len, j->attrs, &data, allowed);
     for (i = 0; i < len; i++) {
         if (!allowed[i]) {
             p->host[offset + i] = p->before[offset + i];

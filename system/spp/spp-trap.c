@@ -56,7 +56,7 @@ static gsize spp_trap_ram_page(MemoryRegion *mr, hwaddr offset)
  * read and changed.
  */
 static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
-                              MemTxAttrs attrs)
+                              MemTxAttrs attrs, uint64_t data)
 {
     SppTrapPage *p = g_hash_table_lookup(spp_trap.by_ram,
                         GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
@@ -65,7 +65,9 @@ static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
         return 0xff;
     }
     return spp_judge_write_mask((p->gfn << SPP_PAGE_SHIFT) |
-                                (offset & (SPP_PAGE_SIZE - 1)), size, attrs);
+                                (offset & (SPP_PAGE_SIZE - 1)), size, attrs,
+                                data, memory_write_trap_store_ra(
+                                    memory_region_get_ram_addr(mr) + offset));
 }
 
 static const MemoryWriteTrapOps spp_trap_handler = {

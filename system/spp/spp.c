@@ -23,6 +23,7 @@
 #include "qapi/qapi-events-spp.h"
 #include "exec/address-spaces.h"
 #include "exec/memory.h"
+#include "exec/ram-write-trap.h"
 #include "hw/core/cpu.h"
 #include "system/hostmem.h"
 #include "system/runstate.h"
@@ -395,12 +396,41 @@ void spp_forget_ranges(const SppRange *r, size_t n)
     }
 }
 
+/* What target code tells of a vCPU writer (see SppCpuWriter). */
+static SppWriterReadFn *spp_writer_readers[2];
+
+void spp_add_writer_reader(SppWriterReadFn *fn)
+{
+    unsigned i;
+
+    for (i = 0; i < ARRAY_SIZE(spp_writer_readers); i++) {
+        if (!spp_writer_readers[i]) {
+            spp_writer_readers[i] = fn;
+            return;
+        }
+    }
+    g_assert_not_reached();
+}
+
+static void spp_read_writer(CPUState *cpu, uintptr_t ra, SppCpuWriter *w)
+{
+    unsigned i;
+
+    for (i = 0; i < ARRAY_SIZE(spp_writer_readers); i++) {
+        if (spp_writer_readers[i] && spp_writer_readers[i](cpu, ra, w)) {
+            return;
+        }
+    }
+}
+
 static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
-                           bool from_cpu, int cpu_index, SppPolicy action)
+                           bool from_cpu, int cpu_index, SppPolicy action,
+                           const uint64_t *data, uintptr_t ra)
 {
     /* As monitor_qapi_event_init(): the virtual clock under qtest. */
     int64_t now = qemu_clock_get_ns(qtest_enabled() ? QEMU_CLOCK_VIRTUAL :
                                     QEMU_CLOCK_REALTIME);
+    SppCpuWriter w = { 0 };
 
     if (now - spp.window_start >= NANOSECONDS_PER_SECOND) {
         spp.window_start = now;
@@ -413,12 +443,19 @@ static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
     }
     spp.window_events++;
     spp.events_sent++;
+    /* Only for an event sent: a violation's cost stays where it was. */
+    if (from_cpu) {
+        spp_read_writer(current_cpu, ra, &w);
+    }
     qapi_event_send_spp_violation(gpa, blocked_gpa >> SPP_PAGE_SHIFT,
                                   spp_subpage_of(blocked_gpa),
                                   size,
                                   from_cpu ? SPP_SOURCE_CPU : SPP_SOURCE_DEVICE,
-                                  from_cpu, cpu_index, action,
-                                  spp.pending_suppressed);
+                                  from_cpu, cpu_index,
+                                  w.has_pc, w.pc, w.has_ring, w.ring,
+                                  w.has_pt_root, w.pt_root,
+                                  data != NULL, data ? *data : 0,
+                                  action, spp.pending_suppressed);
     spp.pending_suppressed = 0;
 }
 
@@ -490,7 +527,6 @@ static void spp_open_subpage(uint64_t gfn, unsigned sub)
     g_array_append_val(spp.opened, o);
 }
 
-__thread uint64_t spp_tcg_store_seq;
 
 /*
  * The TCG store access whose violation was counted last on this thread,
@@ -508,7 +544,7 @@ static __thread hwaddr spp_counted_end;
 static bool spp_same_access(bool from_cpu, hwaddr gpa, unsigned size)
 {
     bool same = from_cpu && tcg_enabled() &&
-                spp_tcg_store_seq == spp_counted_seq &&
+                memory_write_trap_store_seq() == spp_counted_seq &&
                 gpa == spp_counted_end;
 
     if (same) {
@@ -518,7 +554,8 @@ static bool spp_same_access(bool from_cpu, hwaddr gpa, unsigned size)
 }
 
 static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
-                                   MemTxAttrs attrs, bool *allowed)
+                                   MemTxAttrs attrs, const uint64_t *data,
+                                   uintptr_t ra, bool *allowed)
 {
     bool from_cpu = current_cpu && !attrs.unspecified;
     int cpu_index = from_cpu ? current_cpu->cpu_index : -1;
@@ -556,7 +593,7 @@ static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
             spp.violations_device++;
         }
         if (from_cpu && tcg_enabled()) {
-            spp_counted_seq = spp_tcg_store_seq;
+            spp_counted_seq = memory_write_trap_store_seq();
             spp_counted_end = gpa + size;
         }
     }
@@ -597,19 +634,22 @@ static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
     trace_spp_violation(gpa, size, first_blocked, cpu_index,
                         SppPolicy_str(action));
     if (counted) {
+        uint64_t value = data ? *data & MAKE_64BIT_MASK(0, size * 8) : 0;
+
         spp_send_event(gpa, size, first_blocked, from_cpu, cpu_index,
-                       action);
+                       action, data ? &value : NULL, ra);
     }
     return true;
 }
 
-uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs)
+uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs,
+                             uint64_t data, uintptr_t ra)
 {
     bool allowed[SPP_MAX_ACCESS];
     uint8_t mask = 0;
     unsigned i;
 
-    if (!spp_judge_write_locked(gpa, size, attrs, allowed)) {
+    if (!spp_judge_write_locked(gpa, size, attrs, &data, ra, allowed)) {
         return 0xff;
     }
     for (i = 0; i < size; i++) {
@@ -619,12 +659,12 @@ uint8_t spp_judge_write_mask(hwaddr gpa, unsigned size, MemTxAttrs attrs)
 }
 
 bool spp_judge_write(hwaddr gpa, unsigned size, MemTxAttrs attrs,
-                     bool *allowed)
+                     const uint64_t *data, bool *allowed)
 {
     bool violated;
 
     spp_lock();
-    violated = spp_judge_write_locked(gpa, size, attrs, allowed);
+    violated = spp_judge_write_locked(gpa, size, attrs, data, 0, allowed);
     spp_unlock();
     return violated;
 }

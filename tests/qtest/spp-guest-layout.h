@@ -45,6 +45,8 @@
 #define SPP_SMP_ADDR        (SPP_MB_BASE + 44)
 #define SPP_SMP_DONE        (SPP_MB_BASE + 48)
 #define SPP_SMP_TORN        (SPP_MB_BASE + 52)
+/* The linear address of the store SPP_CMD_DWORD_LOOP makes */
+#define SPP_MB_PC           (SPP_MB_BASE + 56)
 
 /* ARG increments of the dword at ADDR by lock xadd */
 #define SPP_JOB_XADD        1

@@ -234,6 +234,7 @@ cmd_hammer:
 cmd_dword_loop:
         movl    SPP_MB_ARG, %ecx
         movl    $SPP_PAGE_P + 4, %edi
+        movl    $3f, SPP_MB_PC
 3:
         movl    $0x01020304, (%edi)
         decl    %ecx

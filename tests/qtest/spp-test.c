@@ -29,7 +29,7 @@
 #include "spp-guest.h"
 #include <net/if.h>
 #include <sys/ioctl.h>
-#ifdef __linux__
+#ifdef CONFIG_LINUX
 #include <linux/if_packet.h>
 #endif
 
@@ -1629,12 +1629,51 @@ static void test_guest_page_table(const void *opaque)
     events = take_events(qts);
     g_assert_cmpuint(events->len, ==, n);
     for (i = 0; i < events->len; i++) {
-        g_assert_cmpuint(get_u(event_data(events, i), "gfn"), ==,
-                         SPP_PAGE_TABLE >> 12);
+        QDict *d = event_data(events, i);
+
+        g_assert_cmpuint(get_u(d, "gfn"), ==, SPP_PAGE_TABLE >> 12);
+        /* The page walker wrote: no instruction of the guest's */
+        g_assert(!qdict_haskey(d, "writer-pc"));
+        g_assert_cmpuint(get_u(d, "writer-ring"), ==, 0);
+        g_assert_cmphex(get_u(d, "writer-pt-root"), ==, SPP_PAGE_DIR);
     }
     g_ptr_array_free(events, true);
     g_free(pt);
     g_free(after);
+    qtest_quit(qts);
+}
+
+/*
+ * Who wrote: a store at a known instruction gives an event with that
+ * instruction's address (under TCG; under KVM the emulator has moved
+ * past it, and no address is better than a wrong one), ring 0, no
+ * page-table root (paging is off) and the value stored.
+ */
+static void test_guest_writer(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, NULL);
+    GPtrArray *events;
+    QDict *d;
+
+    set_subpage(qts, SPP_PAGE_P >> 12, 1, 0xfffffffe);
+    guest_run(qts, SPP_CMD_DWORD_LOOP, 1);
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, ==, 1);
+    d = event_data(events, 0);
+    g_assert_cmpuint(get_u(d, "gpa"), ==, SPP_PAGE_P + 4);
+    g_assert_cmpuint(get_u(d, "size"), ==, 4);
+    g_assert_cmphex(get_u(d, "value"), ==, 0x01020304);
+    g_assert_cmpuint(get_u(d, "writer-ring"), ==, 0);
+    g_assert(!qdict_haskey(d, "writer-pt-root"));
+    if (!strcmp(accel, "tcg")) {
+        g_assert_cmphex(get_u(d, "writer-pc"), ==,
+                        qtest_readl(qts, SPP_MB_PC));
+    } else {
+        g_assert(!qdict_haskey(d, "writer-pc"));
+    }
+    g_ptr_array_free(events, true);
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P + 4), ==, 0);
     qtest_quit(qts);
 }
 
@@ -2214,7 +2253,7 @@ static void test_kvm_pv_kvmclock(void)
     qtest_quit(qts);
 }
 
-#ifdef __linux__
+#ifdef CONFIG_LINUX
 /* Bring host interface @ifname up and send it one frame of @len bytes. */
 static void tap_send_frame(const char *ifname, uint8_t fill, size_t len)
 {
@@ -2572,6 +2611,7 @@ static void add_guest_tests(const char *accel)
                                            accel);
     g_autofree char *ptab = g_strdup_printf("/spp/%s/guest-page-table",
                                             accel);
+    g_autofree char *wr = g_strdup_printf("/spp/%s/guest-writer", accel);
 
     qtest_add_data_func(m, accel, test_guest_matrix);
     qtest_add_data_func(mc, accel, test_guest_matrix_count);
@@ -2580,6 +2620,7 @@ static void add_guest_tests(const char *accel)
     qtest_add_data_func(mig, accel, test_guest_migrate);
     qtest_add_data_func(con, accel, test_guest_concurrent);
     qtest_add_data_func(ptab, accel, test_guest_page_table);
+    qtest_add_data_func(wr, accel, test_guest_writer);
     for (i = 0; i < ARRAY_SIZE(ncpus); i++) {
         SmpCase *c = g_new(SmpCase, 1);
         g_autofree char *path = g_strdup_printf("/spp/%s/guest-smp%u-atomics",
@@ -2646,7 +2687,7 @@ int main(int argc, char **argv)
                        test_kvm_backend_hardware);
         qtest_add_func("/spp/kvm/vhost-net", test_kvm_vhost_net);
         qtest_add_func("/spp/kvm/pv-kvmclock", test_kvm_pv_kvmclock);
-#ifdef __linux__
+#ifdef CONFIG_LINUX
         qtest_add_func("/spp/kvm/tap-rx", test_kvm_tap_rx);
 #endif
     }

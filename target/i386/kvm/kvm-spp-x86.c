@@ -102,7 +102,7 @@ bool kvm_spp_x86_handle_exit(CPUState *cs, struct kvm_run *run, int *ret)
     }
     policy = spp_get_policy();
     step->wp = spp_get_vector(gpa >> SPP_PAGE_SHIFT);
-    spp_judge_write(gpa, 1, cpu_get_mem_attrs(&cpu->env), &allowed);
+    spp_judge_write(gpa, 1, cpu_get_mem_attrs(&cpu->env), NULL, &allowed);
     kvm_spp_exit_action(policy, kvm_spp_exit_info(run)->insn_len, &act);
     if (act.skip) {
         cpu_synchronize_state(cs);

@@ -34,6 +34,7 @@
 #include "system/kvm.h"
 #include "system/kvm_int.h"
 #include "system/kvm-spp.h"
+#include "system/spp-backend.h"
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
 #include "kvm-spp-insn.h"
@@ -299,6 +300,14 @@ static bool kvm_x86_same_rmw(const SppX86Rmw *a, const SppX86Rmw *b)
            a->reg_high8 == b->reg_high8 && a->imm == b->imm;
 }
 
+/*
+ * Who wrote, for SPP_VIOLATION.  KVM's emulator has moved RIP past the
+ * storing instruction by the time QEMU sees the write, so its address is
+ * given only where this file found the instruction itself.
+ */
+static __thread bool kvm_x86_writer_pc_known;
+static __thread uint64_t kvm_x86_writer_pc;
+
 static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
                                    MemTxAttrs attrs)
 {
@@ -312,6 +321,7 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
     KvmX86Rmw r = { 0 };
     SppX86Rmw cand;
     uint64_t end;
+    bool done;
 
     /* Host atomics need a naturally aligned operand; SMM has its own. */
     if ((len != 1 && len != 2 && len != 4 && len != 8) ||
@@ -371,8 +381,15 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
         kvm_x86_string_at(cs, end, attrs)) {
         return false;
     }
-    if (!address_space_write_trap_rmw(&address_space_memory, gpa, attrs,
-                                      r.data, len, kvm_x86_rmw_do, &r)) {
+    kvm_x86_writer_pc = sregs.cs.base + ctx.rip;
+    if (ctx.code_bits != 64) {
+        kvm_x86_writer_pc = (uint32_t)kvm_x86_writer_pc;
+    }
+    kvm_x86_writer_pc_known = true;
+    done = address_space_write_trap_rmw(&address_space_memory, gpa, attrs,
+                                        r.data, len, kvm_x86_rmw_do, &r);
+    kvm_x86_writer_pc_known = false;
+    if (!done) {
         return false;
     }
     trace_kvm_write_trap_x86_rmw(cs->cpu_index, kregs.rip - r.insn.insn_len,
@@ -390,9 +407,31 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
     return true;
 }
 
+static bool kvm_x86_writer(CPUState *cs, uintptr_t ra, SppCpuWriter *w)
+{
+    struct kvm_regs kregs;
+    struct kvm_sregs sregs;
+
+    if (!kvm_enabled() || !kvm_x86_get_regs(cs, cs->kvm_run, &kregs,
+                                             &sregs)) {
+        return false;
+    }
+    w->has_pc = kvm_x86_writer_pc_known;
+    w->pc = kvm_x86_writer_pc;
+    w->has_ring = true;
+    w->ring = !(sregs.cr0 & CR0_PE_MASK) ? 0 :
+              (kregs.rflags & VM_MASK) ? 3 : sregs.ss.dpl;
+    if (sregs.cr0 & CR0_PG_MASK) {
+        w->has_pt_root = true;
+        w->pt_root = sregs.cr3;
+    }
+    return true;
+}
+
 static void kvm_write_trap_x86_register(void)
 {
     kvm_write_trap_set_rmw_handler(kvm_x86_write_trap_rmw);
+    spp_add_writer_reader(kvm_x86_writer);
 }
 
 type_init(kvm_write_trap_x86_register)

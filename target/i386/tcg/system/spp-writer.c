@@ -1,0 +1,47 @@
+/*
+ * Sub-page write protection (SPP): who wrote, under TCG on x86
+ *
+ * For SPP_VIOLATION: the instruction that stored, from the host return
+ * address of the store access (cpu_restore_state() sets EIP to it, as
+ * an exception would), its privilege level and its page-table root.
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "cpu.h"
+#include "exec/cpu-common.h"
+#include "system/tcg.h"
+#include "system/spp-backend.h"
+
+static bool spp_x86_tcg_writer(CPUState *cs, uintptr_t ra, SppCpuWriter *w)
+{
+    CPUX86State *env = &X86_CPU(cs)->env;
+
+    if (!tcg_enabled()) {
+        return false;
+    }
+    /* Without @ra, EIP may be that of the translation block's start. */
+    if (ra && cpu_restore_state(cs, ra)) {
+        w->has_pc = true;
+        w->pc = env->segs[R_CS].base + env->eip;
+        if (!(env->hflags & HF_CS64_MASK)) {
+            w->pc = (uint32_t)w->pc;
+        }
+    }
+    w->has_ring = true;
+    w->ring = env->hflags & HF_CPL_MASK;
+    if (env->cr[0] & CR0_PG_MASK) {
+        w->has_pt_root = true;
+        w->pt_root = env->cr[3];
+    }
+    return true;
+}
+
+static void spp_x86_tcg_writer_register(void)
+{
+    spp_add_writer_reader(spp_x86_tcg_writer);
+}
+type_init(spp_x86_tcg_writer_register)
