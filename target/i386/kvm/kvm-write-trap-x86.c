@@ -293,6 +293,30 @@ static bool kvm_x86_string_at(CPUState *cs, uint64_t rip, MemTxAttrs attrs)
     return true;                /* only prefixes in the page: be safe */
 }
 
+/*
+ * The decoders' view of the vCPU (registers, segment bases, code size);
+ * returns the linear address RIP points at.
+ */
+static uint64_t kvm_x86_context(const struct kvm_regs *kregs,
+                                const struct kvm_sregs *sregs,
+                                SppX86Context *ctx)
+{
+    kvm_x86_rmw_get_regs(kregs, ctx->regs);
+    ctx->seg_base[R_ES] = sregs->es.base;
+    ctx->seg_base[R_CS] = sregs->cs.base;
+    ctx->seg_base[R_SS] = sregs->ss.base;
+    ctx->seg_base[R_DS] = sregs->ds.base;
+    ctx->seg_base[R_FS] = sregs->fs.base;
+    ctx->seg_base[R_GS] = sregs->gs.base;
+    if ((sregs->efer & MSR_EFER_LMA) && sregs->cs.l) {
+        ctx->code_bits = 64;
+        return kregs->rip;
+    }
+    ctx->code_bits = (sregs->cr0 & CR0_PE_MASK) && sregs->cs.db &&
+                     !(kregs->rflags & VM_MASK) ? 32 : 16;
+    return (sregs->cs.base + kregs->rip) & 0xffffffffULL;
+}
+
 static bool kvm_x86_same_rmw(const SppX86Rmw *a, const SppX86Rmw *b)
 {
     return a->op == b->op && a->size == b->size &&
@@ -336,21 +360,7 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
         return false;
     }
     kvm_x86_rmw_get_regs(&kregs, r.regs);
-    memcpy(ctx.regs, r.regs, sizeof(ctx.regs));
-    ctx.seg_base[R_ES] = sregs.es.base;
-    ctx.seg_base[R_CS] = sregs.cs.base;
-    ctx.seg_base[R_SS] = sregs.ss.base;
-    ctx.seg_base[R_DS] = sregs.ds.base;
-    ctx.seg_base[R_FS] = sregs.fs.base;
-    ctx.seg_base[R_GS] = sregs.gs.base;
-    if ((sregs.efer & MSR_EFER_LMA) && sregs.cs.l) {
-        ctx.code_bits = 64;
-        end = kregs.rip;
-    } else {
-        ctx.code_bits = (sregs.cr0 & CR0_PE_MASK) && sregs.cs.db &&
-                        !(kregs.rflags & VM_MASK) ? 32 : 16;
-        end = (sregs.cs.base + kregs.rip) & 0xffffffffULL;
-    }
+    end = kvm_x86_context(&kregs, &sregs, &ctx);
     avail = kvm_x86_read_before(cs, end, buf, attrs);
 
     memcpy(&r.data, run->mmio.data, sizeof(r.data));
@@ -407,6 +417,50 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
     return true;
 }
 
+/*
+ * At a write exit, the store that ended at RIP: the only start in the
+ * bytes before RIP that decodes to one instruction ending at RIP and
+ * storing, with the registers as they are now, at the exit's address.
+ * False when none or more than one does (or RIP is at a string
+ * instruction, which KVM interrupts with RIP still at it).
+ */
+static bool kvm_x86_store_pc(CPUState *cs, const struct kvm_regs *kregs,
+                             const struct kvm_sregs *sregs, uint64_t *pc)
+{
+    struct kvm_run *run = cs->kvm_run;
+    MemTxAttrs attrs = MEMTXATTRS_UNSPECIFIED;
+    uint8_t buf[KVM_X86_INSN_MAX];
+    SppX86Context ctx = { 0 };
+    SppX86Store st;
+    unsigned avail, n, found = 0;
+    uint64_t end, start = 0;
+    hwaddr got;
+
+    if (run->exit_reason != KVM_EXIT_MMIO || !run->mmio.is_write) {
+        return false;
+    }
+    end = kvm_x86_context(kregs, sregs, &ctx);
+    if (kvm_x86_string_at(cs, end, attrs)) {
+        return false;
+    }
+    avail = kvm_x86_read_before(cs, end, buf, attrs);
+    for (n = 1; n <= avail; n++) {
+        ctx.rip = kregs->rip - n;
+        if (spp_x86_insn_store(buf + KVM_X86_INSN_MAX - n, n, &ctx, &st) !=
+            SPP_X86_STORE || st.insn_len != n || st.size < run->mmio.len ||
+            !kvm_x86_translate(cs, st.addr, &got) ||
+            got != run->mmio.phys_addr) {
+            continue;
+        }
+        if (found++) {
+            return false;       /* two readings end here: say nothing */
+        }
+        start = end - n;
+    }
+    *pc = start;
+    return found == 1;
+}
+
 static bool kvm_x86_writer(CPUState *cs, uintptr_t ra, SppCpuWriter *w)
 {
     struct kvm_regs kregs;
@@ -418,6 +472,9 @@ static bool kvm_x86_writer(CPUState *cs, uintptr_t ra, SppCpuWriter *w)
     }
     w->has_pc = kvm_x86_writer_pc_known;
     w->pc = kvm_x86_writer_pc;
+    if (!w->has_pc) {
+        w->has_pc = kvm_x86_store_pc(cs, &kregs, &sregs, &w->pc);
+    }
     w->has_ring = true;
     w->ring = !(sregs.cr0 & CR0_PE_MASK) ? 0 :
               (kregs.rflags & VM_MASK) ? 3 : sregs.ss.dpl;
