@@ -11,6 +11,7 @@ Prints TAP."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,11 +98,18 @@ def test_text_output(qemu, guest, env, Vm):
         tool = start_tool(sock, f'{PAGE_P}:0xfffffffe', env=env)
         vm.guest(CMD_HAMMER, 1)
         line = read_lines(tool, 1)[0]
-        assert 'cpu 0: 1-byte write at 0x100000 hit gfn 0x100 sub-page 0: ' \
-            'block' in line, line
+        # the writer: its instruction, ring and the byte it stored
+        assert re.search(r'cpu 0 at 0x[0-9a-f]+ \(ring 0\), value 0x[0-9a-f]{2}: '
+                         r'1-byte write at 0x100000 hit gfn 0x100 sub-page 0: '
+                         r'block', line), line
+        pc = re.search(r'cpu 0 at (0x[0-9a-f]+)', line).group(1)
         tool.send_signal(signal.SIGTERM)
-        tool.communicate(timeout=20)
+        _, err = tool.communicate(timeout=20)
         assert tool.returncode == 0
+        # the summary at exit groups the writes by writer
+        assert re.search(r'writers seen, most events first:\n'
+                         rf'spp-watch:   {pc}: \d+ write\(s\), \d+ byte\(s\) '
+                         r'blocked', err), err
         # without --restore the protection stays
         assert vm.qmp.cmd('query-subpage', **{'base-gfn': PAGE_P >> 12,
                                               'npages': 1})[0]['wp-map'] == \
