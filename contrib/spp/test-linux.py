@@ -189,6 +189,12 @@ def run(vm, accel, kaslr, tmp):
           all(e['action'] == 'report' for e in events),
           f'{len(events)} events, {len(text)} in text, symbols {named}, '
           f'{len(changed)} changed in __schedule')
+    writers = {e.get('writer-symbol') for e in events}
+    check('the text rewrite names its writer: kernel code, in ring 0 '
+          f'({", ".join(sorted(str(x) for x in writers))})',
+          events and None not in writers and
+          all(e.get('writer-ring') == 0 for e in events),
+          f'writers {writers}, rings {set(e.get("writer-ring") for e in events)}')
     check('spp-watch restored the protection on exit',
           vm.qmp.cmd('query-spp')['protected-pages'] == 0)
 
@@ -227,6 +233,18 @@ def run(vm, accel, kaslr, tmp):
           all(e.get('symbol') == 'modprobe_path' and
               e['action'] == 'block' for e in events),
           f'modprobe {out!r}, events {events[:3]}, alive {alive_out!r}')
+    writers = {(e.get('writer-symbol'), e.get('writer-ring'))
+               for e in events}
+    # Debian 6.1 inlines _proc_do_string() into proc_dostring()
+    check('the overwrite of modprobe_path is attributed to the kernel\'s '
+          'sysctl string handler (proc_dostring), in ring 0, with the '
+          'bytes written',
+          len(writers) == 1 and
+          writers <= {('proc_dostring', 0), ('_proc_do_string', 0)} and
+          all('value' in e for e in events) and
+          bytes(e['value'] & 0xff for e in events[:9]) == b'/tmp/evil',
+          f'writers {writers}, values '
+          f'{[hex(e.get("value", -1)) for e in events[:9]]}')
     found = [line for line in w.info if 'KASLR slide' in line]
     check(f'the KASLR slide (0x{slide:x}) is found from the guest\'s IDT',
           found and found[0].endswith(' slide 0x%x' % slide) and
