@@ -421,8 +421,8 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
  * At a write exit, the store that ended at RIP: the only start in the
  * bytes before RIP that decodes to one instruction ending at RIP and
  * storing, with the registers as they are now, at the exit's address.
- * False when none or more than one does (or RIP is at a string
- * instruction, which KVM interrupts with RIP still at it).
+ * False when none or more than one does.  A string store that KVM
+ * interrupted has RIP still at it: that one is read forward.
  */
 static bool kvm_x86_store_pc(CPUState *cs, const struct kvm_regs *kregs,
                              const struct kvm_sregs *sregs, uint64_t *pc)
@@ -441,7 +441,20 @@ static bool kvm_x86_store_pc(CPUState *cs, const struct kvm_regs *kregs,
     }
     end = kvm_x86_context(kregs, sregs, &ctx);
     if (kvm_x86_string_at(cs, end, attrs)) {
-        return false;
+        /*
+         * KVM leaves RIP at a REP string store until its last round:
+         * the writer is there if it stores at the exit's address now.
+         */
+        n = MIN(KVM_X86_INSN_MAX, TARGET_PAGE_SIZE - (end & ~TARGET_PAGE_MASK));
+        ctx.rip = kregs->rip;
+        if (!kvm_x86_read_linear(cs, end, buf, n, attrs) ||
+            spp_x86_insn_store(buf, n, &ctx, &st) != SPP_X86_STORE ||
+            !kvm_x86_translate(cs, st.addr, &got) ||
+            got != run->mmio.phys_addr) {
+            return false;
+        }
+        *pc = end;
+        return true;
     }
     avail = kvm_x86_read_before(cs, end, buf, attrs);
     for (n = 1; n <= avail; n++) {
