@@ -23,6 +23,7 @@
 #include "libqos/virtio.h"
 #include "standard-headers/linux/virtio_pci.h"
 #include "qobject/qdict.h"
+#include "qobject/qjson.h"
 #include "qobject/qlist.h"
 #include "qobject/qnum.h"
 #include "spp-guest-layout.h"
@@ -1661,6 +1662,11 @@ static void test_guest_writer(const void *opaque)
     events = take_events(qts);
     g_assert_cmpuint(events->len, ==, 1);
     d = event_data(events, 0);
+    {
+        g_autoptr(GString) json = qobject_to_json(QOBJECT(d));
+
+        g_test_message("%s: %s", accel, json->str);
+    }
     g_assert_cmpuint(get_u(d, "gpa"), ==, SPP_PAGE_P + 4);
     g_assert_cmpuint(get_u(d, "size"), ==, 4);
     g_assert_cmphex(get_u(d, "value"), ==, 0x01020304);

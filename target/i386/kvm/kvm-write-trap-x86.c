@@ -259,6 +259,13 @@ static bool kvm_x86_get_regs(CPUState *cs, struct kvm_run *run,
         return false;
     }
     if (sync) {
+        /*
+         * KVM fills kvm_run from the next exit on: for this one, a later
+         * call (the writer's registers, after the read-modify-write
+         * check) must find what was read here.
+         */
+        run->s.regs.regs = *regs;
+        run->s.regs.sregs = *sregs;
         run->kvm_valid_regs |= KVM_X86_SYNC;
     }
     return true;
