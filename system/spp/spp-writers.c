@@ -396,19 +396,17 @@ static void spp_pv_tick(void *opaque)
 
 /* Checking and reporting */
 
+/* Whether a range protects something in [@gpa, @gpa + @size). */
 static bool spp_ranges_protect(const SppRange *r, size_t n, uint64_t gpa,
-                               uint64_t size, bool any)
+                               uint64_t size)
 {
     uint64_t first = gpa >> SPP_PAGE_SHIFT;
     uint64_t last = (gpa + size - 1) >> SPP_PAGE_SHIFT;
     size_t j;
 
     for (j = 0; j < n; j++) {
-        if (r[j].wp == SPP_WP_ALL) {
-            continue;
-        }
-        if (any || (r[j].gfn <= last &&
-                    first <= r[j].gfn + r[j].npages - 1)) {
+        if (r[j].wp != SPP_WP_ALL && r[j].gfn <= last &&
+            first <= r[j].gfn + r[j].npages - 1) {
             return true;
         }
     }
@@ -420,7 +418,7 @@ bool spp_writers_check(const SppRange *r, size_t n, Error **errp)
     g_autoptr(GPtrArray) list = NULL;
     guint i;
 
-    if (!spp_ranges_protect(r, n, 0, 1, true)) {
+    if (!spp_ranges_protect(r, n, 0, UINT64_MAX)) {
         return true;                 /* only removes protection */
     }
     spp_pv_read();
@@ -432,7 +430,7 @@ bool spp_writers_check(const SppRange *r, size_t n, Error **errp)
     for (i = 0; i < list->len; i++) {
         SppWriter *w = g_ptr_array_index(list, i);
 
-        if (w->all_ram || spp_ranges_protect(r, n, w->gpa, w->size, false)) {
+        if (w->all_ram || spp_ranges_protect(r, n, w->gpa, w->size)) {
             trace_spp_writers_refused(w->id, r[0].npages);
             error_setg(errp, "%s, which SPP cannot check: to protect this "
                        "memory, avoid it (%s), or accept that it is not "

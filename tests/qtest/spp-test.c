@@ -147,6 +147,22 @@ static QDict *event_data(GPtrArray *events, guint i)
     return qdict_get_qdict(g_ptr_array_index(events, i), "data");
 }
 
+/* At least one violation event was sent, each for a device write there. */
+static void expect_device_events(QTestState *qts, unsigned subpage)
+{
+    GPtrArray *events = take_events(qts);
+    guint i;
+
+    g_assert_cmpuint(events->len, >=, 1);
+    for (i = 0; i < events->len; i++) {
+        QDict *d = event_data(events, i);
+
+        g_assert_cmpstr(qdict_get_str(d, "source"), ==, "device");
+        g_assert_cmpuint(get_u(d, "subpage"), ==, subpage);
+    }
+    g_ptr_array_free(events, true);
+}
+
 static void test_qmp_basic(void)
 {
     QTestState *qts = start_qtest(NULL);
@@ -975,9 +991,7 @@ static void test_dma_map_virtio_rng(void)
     QTestState *qts = start_qtest("-device virtio-rng-pci,addr=05.0,"
                                   "disable-modern=on");
     VirtioDev v;
-    GPtrArray *events;
     uint8_t buf[256];
-    guint i;
 
     virtio_dev_start(&v, qts, 5);
 
@@ -988,15 +1002,7 @@ static void test_dma_map_virtio_rng(void)
     g_assert(all_zero(buf + 64, 128));              /* bytes 128..255 */
     g_assert_false(all_zero(buf, 64));              /* bytes 64..127 */
     g_assert_false(all_zero(buf + 192, 64));        /* bytes 256..319 */
-    events = take_events(qts);
-    g_assert_cmpuint(events->len, >=, 1);
-    for (i = 0; i < events->len; i++) {
-        QDict *d = event_data(events, i);
-
-        g_assert_cmpstr(qdict_get_str(d, "source"), ==, "device");
-        g_assert_cmpuint(get_u(d, "subpage"), ==, 1);
-    }
-    g_ptr_array_free(events, true);
+    expect_device_events(qts, 1);
     g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 128);
 
     /* the device goes on working, elsewhere */
@@ -2309,10 +2315,8 @@ static void test_kvm_tap_rx(void)
 {
     QTestState *qts;
     VirtioDev v;
-    GPtrArray *events;
     uint8_t buf[256];
     uint32_t head, len = 0;
-    guint i;
 
     if (access("/dev/net/tun", R_OK | W_OK) || geteuid()) {
         g_test_skip("needs root and /dev/net/tun (the KVM lab has them)");
@@ -2334,15 +2338,7 @@ static void test_kvm_tap_rx(void)
     qtest_memread(qts, NET_RX_BUF + 64, buf, sizeof(buf));
     g_assert_false(all_zero(buf, 64));              /* bytes 64..127 */
     g_assert(all_zero(buf + 64, MIN(len, 192) - 64)); /* 128.. protected */
-    events = take_events(qts);
-    g_assert_cmpuint(events->len, >=, 1);
-    for (i = 0; i < events->len; i++) {
-        QDict *d = event_data(events, i);
-
-        g_assert_cmpstr(qdict_get_str(d, "source"), ==, "device");
-        g_assert_cmpuint(get_u(d, "subpage"), ==, 1);
-    }
-    g_ptr_array_free(events, true);
+    expect_device_events(qts, 1);
     g_assert_cmpuint(spp_counter(qts, "violations-device"), >=, 1);
     virtio_dev_stop(&v);
     qtest_quit(qts);
