@@ -44,6 +44,7 @@ static unsigned write_trap_depth;
 static bool write_trap_flush_pending;
 
 __thread MemoryWriteTrapStore memory_write_trap_cur_store;
+__thread AddressSpace *memory_write_trap_cur_as;
 
 uintptr_t memory_write_trap_store_ra(uint64_t ram_addr)
 {

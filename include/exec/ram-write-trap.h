@@ -231,4 +231,22 @@ static inline uint64_t memory_write_trap_store_seq(void)
  */
 uintptr_t memory_write_trap_store_ra(uint64_t ram_addr);
 
+/*
+ * The address space of the address_space_write() being made on this
+ * thread (the innermost one), or NULL.  A device that writes through its
+ * own address space (a PCI device's DMA: pci_get_address_space()) can so
+ * be named by the handler of trapped writes.  Writes through a
+ * MemoryRegionCache or the ld/st helpers do not set it.
+ */
+extern __thread AddressSpace *memory_write_trap_cur_as;
+
+/* Enter a write through @as; returns what memory_write_trap_cur_as was. */
+static inline AddressSpace *memory_write_trap_enter_as(AddressSpace *as)
+{
+    AddressSpace *outer = memory_write_trap_cur_as;
+
+    memory_write_trap_cur_as = as;
+    return outer;
+}
+
 #endif

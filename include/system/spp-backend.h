@@ -195,4 +195,11 @@ typedef bool SppWriterReadFn(CPUState *cpu, uintptr_t ra, SppCpuWriter *w);
 /* Installed by target code (one for TCG, one for KVM, at most). */
 void spp_add_writer_reader(SppWriterReadFn *fn);
 
+/*
+ * The QOM path of the device whose write through its own address space
+ * is being made on this thread (spp-dma-writer.c: PCI devices), or NULL.
+ * From any thread; free with g_free().
+ */
+char *spp_dma_writer(void);
+
 #endif

@@ -431,6 +431,7 @@ static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
     int64_t now = qemu_clock_get_ns(qtest_enabled() ? QEMU_CLOCK_VIRTUAL :
                                     QEMU_CLOCK_REALTIME);
     SppCpuWriter w = { 0 };
+    g_autofree char *device = NULL;
 
     if (now - spp.window_start >= NANOSECONDS_PER_SECOND) {
         spp.window_start = now;
@@ -446,6 +447,8 @@ static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
     /* Only for an event sent: a violation's cost stays where it was. */
     if (from_cpu) {
         spp_read_writer(current_cpu, ra, &w);
+    } else {
+        device = spp_dma_writer();
     }
     qapi_event_send_spp_violation(gpa, blocked_gpa >> SPP_PAGE_SHIFT,
                                   spp_subpage_of(blocked_gpa),
@@ -453,7 +456,7 @@ static void spp_send_event(hwaddr gpa, unsigned size, uint64_t blocked_gpa,
                                   from_cpu ? SPP_SOURCE_CPU : SPP_SOURCE_DEVICE,
                                   from_cpu, cpu_index,
                                   w.has_pc, w.pc, w.has_ring, w.ring,
-                                  w.has_pt_root, w.pt_root,
+                                  w.has_pt_root, w.pt_root, device,
                                   data != NULL, data ? *data : 0,
                                   action, spp.pending_suppressed);
     spp.pending_suppressed = 0;

@@ -148,7 +148,13 @@ static QDict *event_data(GPtrArray *events, guint i)
 }
 
 /* At least one violation event was sent, each for a device write there. */
-static void expect_device_events(QTestState *qts, unsigned subpage)
+/*
+ * Each event is a device write to sub-page @subpage, by the device at
+ * QOM path @device; NULL: a write the memory core cannot attribute (the
+ * event must not name a device then).
+ */
+static void expect_device_events(QTestState *qts, unsigned subpage,
+                                 const char *device)
 {
     GPtrArray *events = take_events(qts);
     guint i;
@@ -159,6 +165,9 @@ static void expect_device_events(QTestState *qts, unsigned subpage)
 
         g_assert_cmpstr(qdict_get_str(d, "source"), ==, "device");
         g_assert_cmpuint(get_u(d, "subpage"), ==, subpage);
+        g_assert_cmpstr(qdict_get_try_str(d, "writer-device"), ==, device);
+        g_assert(!qdict_haskey(d, "writer-pc"));
+        g_assert(!qdict_haskey(d, "cpu-index"));
     }
     g_ptr_array_free(events, true);
 }
@@ -863,7 +872,7 @@ static void edu_dma(QTestState *qts, QPCIDevice *dev, QPCIBar bar,
 
 static void test_dma_edu(void)
 {
-    QTestState *qts = start_qtest("-device edu,addr=04.0");
+    QTestState *qts = start_qtest("-device edu,addr=04.0,id=edu0");
     QPCIBus *bus = qpci_new_pc(qts, NULL);
     QPCIDevice *dev = qpci_device_find(bus, QPCI_DEVFN(4, 0));
     const uint64_t src = 0x300000, other = 0x301000;
@@ -899,6 +908,8 @@ static void test_dma_edu(void)
     for (i = 0; i < events->len; i++) {
         data = event_data(events, i);
         g_assert_cmpstr(qdict_get_str(data, "source"), ==, "device");
+        g_assert_cmpstr(qdict_get_try_str(data, "writer-device"), ==,
+                        "/machine/peripheral/edu0");
         g_assert_cmpuint(get_u(data, "gfn"), ==, GFN_P);
         g_assert_cmpuint(get_u(data, "subpage"), ==, 1);
         g_assert_cmpstr(qdict_get_str(data, "action"), ==, "block");
@@ -1002,7 +1013,8 @@ static void test_dma_map_virtio_rng(void)
     g_assert(all_zero(buf + 64, 128));              /* bytes 128..255 */
     g_assert_false(all_zero(buf, 64));              /* bytes 64..127 */
     g_assert_false(all_zero(buf + 192, 64));        /* bytes 256..319 */
-    expect_device_events(qts, 1);
+    /* without a vIOMMU, virtio writes through the system address space */
+    expect_device_events(qts, 1, NULL);
     g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 128);
 
     /* the device goes on working, elsewhere */
@@ -1064,7 +1076,7 @@ static void test_dma_viommu_virtio_rng(void)
     QTestState *qts = start_qtest("-device intel-iommu,intremap=off,"
                                   "aw-bits=39 -device virtio-rng-pci,"
                                   "addr=05.0,disable-legacy=on,"
-                                  "iommu_platform=on");
+                                  "iommu_platform=on,id=rng0");
     QPCIBus *bus = qpci_new_pc(qts, NULL);
     const uint64_t used = VTD_USED_PAGE - 8;   /* element 0 straddles */
     QGuestAllocator alloc;
@@ -1110,6 +1122,25 @@ static void test_dma_viommu_virtio_rng(void)
     g_assert_cmpuint(spp_counter(qts, "bytes-blocked"), ==, 4);
     qtest_memread(qts, RNG_BUF, buf, sizeof(buf));
     g_assert_false(all_zero(buf, sizeof(buf)));
+    /* the used ring is written through a region cache: no device named */
+    expect_device_events(qts, 0, NULL);
+
+    /*
+     * Behind the vIOMMU the device writes its buffers through its own
+     * address space: the event names it.
+     */
+    set_subpage(qts, VTD_USED_PAGE >> 12, 1, WP_ALL);
+    set_subpage(qts, RNG_BUF >> 12, 1, 0xfffffffd);  /* sub-page 1 */
+    head = qvirtqueue_add(qts, vq, RNG_BUF + 64, sizeof(buf), true, false);
+    qvirtqueue_kick(qts, &dev->vdev, vq, head);
+    deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+    while (qtest_readw(qts, used + 2) != 2) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+    qtest_memread(qts, RNG_BUF + 64, buf, sizeof(buf));
+    g_assert(all_zero(buf + 64, 128));              /* bytes 128..255 */
+    expect_device_events(qts, 1, "/machine/peripheral/rng0");
 
     qos_object_destroy((QOSGraphObject *)dev);
     alloc_destroy(&alloc);
@@ -2338,7 +2369,7 @@ static void test_kvm_tap_rx(void)
     qtest_memread(qts, NET_RX_BUF + 64, buf, sizeof(buf));
     g_assert_false(all_zero(buf, 64));              /* bytes 64..127 */
     g_assert(all_zero(buf + 64, MIN(len, 192) - 64)); /* 128.. protected */
-    expect_device_events(qts, 1);
+    expect_device_events(qts, 1, NULL);
     g_assert_cmpuint(spp_counter(qts, "violations-device"), >=, 1);
     virtio_dev_stop(&v);
     qtest_quit(qts);
