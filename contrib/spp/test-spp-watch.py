@@ -202,6 +202,28 @@ def test_symbol_errors(qemu, guest, env, Vm):
         subprocess.run(['rm', '-rf', tmp], check=False)
 
 
+def test_device_names(qemu, guest, env, Vm):
+    """A device write is named by the id (or path) of writer-device."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader('spp_watch', TOOL)
+    spec = importlib.util.spec_from_loader('spp_watch', loader)
+    tool = importlib.util.module_from_spec(spec)
+    loader.exec_module(tool)
+    base = {'source': 'device', 'gpa': PAGE_P, 'gfn': PAGE_P >> 12,
+            'subpage': 0, 'size': 4}
+    cases = [
+        ({}, 'device'),
+        ({'writer-device': '/machine/peripheral/edu0'}, 'device edu0'),
+        ({'writer-device': '/machine/peripheral-anon/device[2]'},
+         'device /machine/peripheral-anon/device[2]'),
+    ]
+    for extra, want in cases:
+        d = dict(base, **extra)
+        assert tool.describe_writer(d, {}) == want, (d, want)
+        assert tool.writer_key(d, {}) == want, (d, want)
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
@@ -211,7 +233,7 @@ def main():
     from sppvm import Vm
     env = dict(os.environ, QEMU_PYTHON=pypath)
     tests = [test_watch_and_restore, test_text_output, test_connection_lost,
-             test_bad_arguments, test_symbol_errors]
+             test_bad_arguments, test_symbol_errors, test_device_names]
     print(f'1..{len(tests)}')
     failed = 0
     for i, t in enumerate(tests, 1):
