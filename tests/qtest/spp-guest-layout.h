@@ -48,6 +48,27 @@
 /* The linear address of the store SPP_CMD_DWORD_LOOP makes */
 #define SPP_MB_PC           (SPP_MB_BASE + 56)
 
+/* The linear address of the store the boot code makes in real mode */
+#define SPP_MB_RM_PC        (SPP_MB_BASE + 60)
+/* Page faults the guest came back from, and CR2 of the last one */
+#define SPP_MB_FAULTS       (SPP_MB_BASE + 64)
+#define SPP_MB_CR2          (SPP_MB_BASE + 68)
+
+/* At boot, in real mode, the guest stores SPP_RM_VALUE (2 bytes) here */
+#define SPP_RM_STORE        0x7000
+#define SPP_RM_VALUE        0x4d52
+
+/*
+ * SPP_CMD_WRITERS: a GDT with ring-3 segments and a TSS, and an IDT
+ * (page faults, int $0x80 from ring 3), which the guest sets up in RAM.
+ */
+#define SPP_SYS_GDT         0x240000
+#define SPP_SYS_TSS         0x240100
+#define SPP_SYS_IDT         0x241000
+#define SPP_USER_STACK      0x190000
+/* The page after the edge store (SPP_WR_EDGE): the test leaves it unmapped */
+#define SPP_EDGE_PAGE       0xffffc000
+
 /* ARG increments of the dword at ADDR by lock xadd */
 #define SPP_JOB_XADD        1
 /* ARG increments of the dword at ADDR by a lock cmpxchg loop */
@@ -79,6 +100,24 @@
 /* wrmsr: MSR ARG gets the value ADDR (the high half 0) */
 #define SPP_CMD_WRMSR       11
 
+/*
+ * One store whose linear address the guest puts in SPP_MB_PC, of the
+ * kind in SPP_MB_KIND (SPP_WR_*); with paging for the kinds that say so
+ * (page directory at ADDR, which must map what they use for ring 3)
+ */
+#define SPP_CMD_WRITERS     12
+/* from ring 3, with paging: the dword ARG to SPP_PAGE_P + 8 */
+#define SPP_WR_USER         0
+/* vmovdqu of 32 bytes, each ARG & 0xff, to SPP_PAGE_P + 0x40 */
+#define SPP_WR_AVX          1
+/* xsave of the x87 and SSE state to SPP_PAGE_P + 0x400 */
+#define SPP_WR_XSAVE        2
+/*
+ * with paging: the dword ARG to SPP_PAGE_P + 0x10 by the last instruction
+ * before SPP_EDGE_PAGE; the guest then faults on that page and comes back
+ */
+#define SPP_WR_EDGE         3
+
 /* SPP_MB_KIND for SPP_CMD_KIND_LOOP (KIND_NONE: the guest cannot) */
 #define SPP_KIND_MOVL       0
 #define SPP_KIND_MOVQ_XMM   1
@@ -88,6 +127,8 @@
 /* Paging test: where the test puts its page tables, what the guest uses */
 #define SPP_PAGE_DIR        0x210000
 #define SPP_PAGE_TABLE      0x211000
+/* ... and for the top 4 MiB (SPP_CMD_WRITERS, SPP_WR_EDGE) */
+#define SPP_PAGE_TABLE_TOP  0x212000
 #define SPP_PAGED_STORE     0x220000
 #define SPP_PAGED_LOAD      0x230000
 

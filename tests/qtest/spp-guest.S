@@ -24,6 +24,10 @@
  *   9  wake the other vCPUs with INIT and SIPIs (see the SMP jobs in
  *      spp-guest-layout.h)
  *  10  run the SMP job in SPP_SMP_CMD on this vCPU
+ *  11  wrmsr (see spp-guest-layout.h)
+ *  12  one store of a kind a writer's address is asked of (ring 3, AVX,
+ *      xsave, at the edge of an unmapped page), its address in
+ *      SPP_MB_PC (see spp-guest-layout.h)
  *   8  ARG stores to the address in SPP_MB_ADDR of the kind in
  *      SPP_MB_KIND: a dword (movl), 8 bytes from %xmm0 (movq), or an
  *      xsave of the x87 and SSE state (the address 64-byte aligned);
@@ -80,12 +84,15 @@ _start:
         cld
         xorw    %ax, %ax
         movw    %ax, %ds
+rm_store:
+        movw    $SPP_RM_VALUE, SPP_RM_STORE
         enter_pm _start, pm_entry
 
         .code32
 pm_entry:
         flat_data_sse
         movl    $SPP_STACK_TOP, %esp
+        movl    $rm_store, SPP_MB_RM_PC
 
         movl    $SPP_MB_READY_MAGIC, SPP_MB_READY
 #ifdef SPP_AUTORUN
@@ -119,6 +126,8 @@ wait_cmd:
         je      cmd_smp_job
         cmpl    $11, %eax
         je      cmd_wrmsr
+        cmpl    $12, %eax
+        je      cmd_writers
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -477,6 +486,171 @@ ap_wait:
  * the image as the chipset shows it below 1 MiB (the image ends at
  * 0xfffff).
  */
+/* One store whose writer the test checks: see SPP_CMD_WRITERS. */
+cmd_writers:
+        movl    SPP_MB_ARG, %ecx
+        movl    SPP_MB_KIND, %eax
+        cmpl    $SPP_WR_AVX, %eax
+        je      wr_avx
+        cmpl    $SPP_WR_XSAVE, %eax
+        je      wr_xsave
+        call    sys_tables
+        movl    SPP_MB_ADDR, %eax
+        movl    %eax, %cr3
+        movl    %cr4, %eax
+        orl     $0x10, %eax             /* PSE */
+        movl    %eax, %cr4
+        movl    %cr0, %eax
+        orl     $0x80000000, %eax       /* PG */
+        movl    %eax, %cr0
+        jmp     1f
+1:
+        movl    SPP_MB_ARG, %ecx
+        cmpl    $SPP_WR_EDGE, SPP_MB_KIND
+        je      wr_edge
+        pushl   $0x23                   /* to ring 3: SS, ESP, CS, EIP */
+        pushl   $SPP_USER_STACK
+        pushl   $0x1b
+        pushl   $wr_user
+        lret
+wr_user:
+        movw    $0x23, %ax
+        movw    %ax, %ds
+        movw    %ax, %es
+        movl    $wr_user_store, SPP_MB_PC
+wr_user_store:
+        movl    %ecx, SPP_PAGE_P + 8
+        int     $0x80                   /* back to ring 0: sys_return */
+wr_edge:
+        movl    $SPP_PAGE_P + 0x10, %edi
+        movl    $wr_edge_store, SPP_MB_PC
+        jmp     wr_edge_store
+wr_avx:
+        movl    $1, %eax
+        cpuid
+        andl    $0x14000000, %ecx       /* XSAVE | AVX */
+        cmpl    $0x14000000, %ecx
+        jne     wr_none
+        movl    $7, %ebp                /* x87 | SSE | AVX */
+        call    xsave_on
+        movzbl  SPP_MB_ARG, %eax
+        imull   $0x01010101, %eax
+        movd    %eax, %xmm0
+        pshufd  $0, %xmm0, %xmm0
+        vinsertf128 $1, %xmm0, %ymm0, %ymm0
+        movl    $wr_avx_store, SPP_MB_PC
+wr_avx_store:
+        vmovdqu %ymm0, SPP_PAGE_P + 0x40
+        jmp     cmd_done
+wr_xsave:
+        movl    $1, %eax
+        cpuid
+        btl     $26, %ecx               /* XSAVE */
+        jnc     wr_none
+        movl    $3, %ebp                /* x87 | SSE */
+        call    xsave_on
+        movl    $3, %eax
+        xorl    %edx, %edx
+        movl    $wr_xsave_store, SPP_MB_PC
+wr_xsave_store:
+        xsave   SPP_PAGE_P + 0x400
+        jmp     cmd_done
+wr_none:
+        movl    $SPP_KIND_NONE, SPP_MB_KIND
+        jmp     cmd_done
+
+/* CR4.OSXSAVE on, XCR0 = %ebp */
+xsave_on:
+        movl    %cr4, %eax
+        orl     $0x40000, %eax          /* OSXSAVE */
+        movl    %eax, %cr4
+        movl    %ebp, %eax
+        xorl    %edx, %edx
+        xorl    %ecx, %ecx
+        xsetbv
+        ret
+
+/*
+ * The GDT with ring-3 segments and a TSS (its ring-0 stack), and the IDT
+ * (a page fault, and int $0x80 from ring 3, both end the command)
+ */
+sys_tables:
+        movl    $gdt_sys, %esi
+        movl    $SPP_SYS_GDT, %edi
+        movl    $(gdt_sys_end - gdt_sys) / 4, %ecx
+        rep movsl
+        xorl    %eax, %eax
+        movl    $SPP_SYS_TSS, %edi
+        movl    $26, %ecx               /* 104 bytes */
+        rep stosl
+        movl    $SPP_STACK_TOP, SPP_SYS_TSS + 4         /* ESP0 */
+        movl    $0x10, SPP_SYS_TSS + 8                  /* SS0 */
+        movl    $SPP_SYS_IDT, %edi
+        movl    $512, %ecx              /* 256 gates */
+        rep stosl
+        movl    $page_fault, %eax
+        movl    $SPP_SYS_IDT + 14 * 8, %edi
+        movl    $0x8e00, %edx           /* interrupt gate, DPL 0 */
+        call    set_gate
+        movl    $sys_return, %eax
+        movl    $SPP_SYS_IDT + 0x80 * 8, %edi
+        movl    $0xee00, %edx           /* interrupt gate, DPL 3 */
+        call    set_gate
+        lgdtl   gdt_sys_desc
+        lidtl   idt_sys_desc
+        movw    $0x28, %ax
+        ltr     %ax
+        ret
+
+/* The gate at %edi to the handler at %eax, of type %edx */
+set_gate:
+        movw    %ax, (%edi)
+        movw    $0x08, 2(%edi)
+        andl    $0xffff0000, %eax
+        orl     %edx, %eax
+        movl    %eax, 4(%edi)
+        ret
+
+page_fault:
+        movl    %cr2, %eax
+        movl    %eax, SPP_MB_CR2
+        lock incl SPP_MB_FAULTS
+        /* fall through */
+sys_return:
+        movl    %cr0, %eax
+        andl    $0x7fffffff, %eax       /* paging off */
+        movl    %eax, %cr0
+        flat_data_sse
+        movl    $SPP_STACK_TOP, %esp
+        jmp     cmd_done
+
+        .p2align 3
+gdt_sys:
+        .quad   0
+        .quad   0x00cf9b000000ffff      /* 0x08: code, flat, 32-bit */
+        .quad   0x00cf93000000ffff      /* 0x10: data, flat */
+        .quad   0x00cffb000000ffff      /* 0x18: ring-3 code */
+        .quad   0x00cff3000000ffff      /* 0x20: ring-3 data */
+        .word   0x67                    /* 0x28: the TSS */
+        .word   SPP_SYS_TSS & 0xffff
+        .byte   (SPP_SYS_TSS >> 16) & 0xff
+        .byte   0x89
+        .byte   0
+        .byte   SPP_SYS_TSS >> 24
+gdt_sys_end:
+gdt_sys_desc:
+        .word   gdt_sys_end - gdt_sys - 1
+        .long   SPP_SYS_GDT
+idt_sys_desc:
+        .word   256 * 8 - 1
+        .long   SPP_SYS_IDT
+
+/* The last two bytes before SPP_EDGE_PAGE */
+        .org    SPP_EDGE_PAGE - 0xffff0000 - 2
+wr_edge_store:
+        movl    %ecx, (%edi)
+        /* the next instruction is on SPP_EDGE_PAGE */
+
         .org    AP_ENTRY_OFFSET
         .code16
 ap_entry:

@@ -1715,6 +1715,186 @@ static void test_guest_writer(const void *opaque)
     qtest_quit(qts);
 }
 
+/*
+ * Page tables for SPP_CMD_WRITERS: identity, 4 KiB pages below 4 MiB and
+ * in the top 4 MiB, 4 MiB pages between, all user-accessible; with @edge
+ * SPP_EDGE_PAGE is left unmapped.
+ */
+static void writers_page_tables(QTestState *qts, bool edge)
+{
+    uint32_t *pt = g_new(uint32_t, 1024);
+    int i;
+
+    for (i = 0; i < 1024; i++) {
+        uint32_t pde = (i << 22) | 0x87;
+
+        if (i == 0) {
+            pde = SPP_PAGE_TABLE | 0x7;
+        } else if (i == 1023) {
+            pde = SPP_PAGE_TABLE_TOP | 0x7;
+        }
+        qtest_writel(qts, SPP_PAGE_DIR + 4 * i, pde);
+        pt[i] = cpu_to_le32((i << 12) | 0x7);
+    }
+    qtest_memwrite(qts, SPP_PAGE_TABLE, pt, 4096);
+    for (i = 0; i < 1024; i++) {
+        uint32_t va = 0xffc00000 + (i << 12);
+
+        pt[i] = cpu_to_le32(edge && va == SPP_EDGE_PAGE ? 0 : va | 0x7);
+    }
+    qtest_memwrite(qts, SPP_PAGE_TABLE_TOP, pt, 4096);
+    g_free(pt);
+}
+
+/* Print an event for the log */
+static void log_event(const char *what, QDict *d)
+{
+    g_autoptr(GString) json = qobject_to_json(QOBJECT(d));
+
+    g_test_message("%s: %s", what, json->str);
+}
+
+/*
+ * Each event of a store of one instruction: a vCPU's, at @gfn, written
+ * at ring @ring with page-table root @pt_root (0: paging off), by the
+ * instruction whose address the guest put in SPP_MB_PC (@pc_sure:
+ * it must be given; else it may be left out, never wrong).  Returns the
+ * number of events.
+ */
+static unsigned expect_writer_events(QTestState *qts, const char *what,
+                                     uint64_t gfn, unsigned ring,
+                                     uint32_t pt_root, bool pc_sure)
+{
+    GPtrArray *events = take_events(qts);
+    uint32_t pc = qtest_readl(qts, SPP_MB_PC);
+    unsigned i, n = events->len;
+
+    g_assert_cmpuint(n, >=, 1);
+    for (i = 0; i < n; i++) {
+        QDict *d = event_data(events, i);
+
+        if (i == 0) {
+            log_event(what, d);
+        }
+        g_assert_cmpstr(qdict_get_str(d, "source"), ==, "cpu");
+        g_assert_cmpuint(get_u(d, "gfn"), ==, gfn);
+        g_assert_cmpuint(get_u(d, "writer-ring"), ==, ring);
+        if (pt_root) {
+            g_assert_cmphex(get_u(d, "writer-pt-root"), ==, pt_root);
+        } else {
+            g_assert(!qdict_haskey(d, "writer-pt-root"));
+        }
+        if (pc_sure || qdict_haskey(d, "writer-pc")) {
+            g_assert_cmphex(get_u(d, "writer-pc"), ==, pc);
+        }
+        g_assert(!qdict_haskey(d, "writer-device"));
+    }
+    g_ptr_array_free(events, true);
+    return n;
+}
+
+/*
+ * Who wrote, for the stores that take other paths: from ring 3 with its
+ * own address space; a 32-byte vector store and an xsave (under KVM,
+ * which its emulator cannot do: QEMU's own vector store and the step
+ * fallback); and a store whose next instruction is on an unmapped page
+ * (under KVM QEMU cannot read at RIP then: the address may be left out,
+ * but not be wrong, and the guest goes on).
+ */
+static void test_guest_writer_kinds(const void *opaque)
+{
+    const char *accel = opaque;
+    bool tcg = !strcmp(accel, "tcg");
+    QTestState *qts = start_guest(accel, "-spp event-rate=0");
+    uint8_t avx[32];
+    unsigned n;
+
+    /* ring 3, paging on */
+    writers_page_tables(qts, false);
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_writel(qts, SPP_MB_KIND, SPP_WR_USER);
+    guest_run_at(qts, SPP_CMD_WRITERS, 0x0a0b0c0d, SPP_PAGE_DIR);
+    g_assert_cmpuint(qtest_readl(qts, SPP_MB_FAULTS), ==, 0);
+    n = expect_writer_events(qts, "ring 3", GFN_P, 3, SPP_PAGE_DIR, true);
+    g_assert_cmpuint(n, ==, 1);
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P + 8), ==, 0);
+
+    /* a 32-byte AVX store: four 8-byte accesses, one instruction */
+    qtest_writel(qts, SPP_MB_KIND, SPP_WR_AVX);
+    guest_run(qts, SPP_CMD_WRITERS, 0x5a);
+    if (qtest_readl(qts, SPP_MB_KIND) == SPP_KIND_NONE) {
+        g_test_message("%s: the guest CPU has no AVX: not checked", accel);
+    } else {
+        n = expect_writer_events(qts, "avx", GFN_P, 0, 0, true);
+        g_assert_cmpuint(n, ==, 4);
+        qtest_memread(qts, SPP_PAGE_P + 0x40, avx, sizeof(avx));
+        g_assert(all_zero(avx, sizeof(avx)));
+    }
+
+    /* xsave over protected sub-pages 8 to 11 */
+    set_subpage(qts, GFN_P, 1, ~0xf00U);
+    qtest_writel(qts, SPP_MB_KIND, SPP_WR_XSAVE);
+    guest_run(qts, SPP_CMD_WRITERS, 0);
+    if (qtest_readl(qts, SPP_MB_KIND) == SPP_KIND_NONE) {
+        g_test_message("%s: the guest CPU has no XSAVE: not checked", accel);
+    } else {
+        expect_writer_events(qts, "xsave", GFN_P, 0, 0, true);
+    }
+
+    /* the next instruction on an unmapped page */
+    writers_page_tables(qts, true);
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_writel(qts, SPP_MB_KIND, SPP_WR_EDGE);
+    guest_run_at(qts, SPP_CMD_WRITERS, 0x0e0e0e0e, SPP_PAGE_DIR);
+    g_assert_cmpuint(qtest_readl(qts, SPP_MB_FAULTS), ==, 1);
+    g_assert_cmphex(qtest_readl(qts, SPP_MB_CR2), ==, SPP_EDGE_PAGE);
+    n = expect_writer_events(qts, "edge", GFN_P, 0, SPP_PAGE_DIR, tcg);
+    g_assert_cmpuint(n, ==, 1);
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P + 0x10), ==, 0);
+
+    /* and the guest still serves commands */
+    guest_run(qts, SPP_CMD_DWORD_LOOP, 1);
+    qtest_quit(qts);
+}
+
+/*
+ * A store made in real mode, by the boot code: ring 0, no page tables,
+ * and the instruction's linear address (CS base + IP) where it is given.
+ */
+static void test_guest_writer_real_mode(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = qtest_initf("-machine q35 -m 64 -cpu %s -accel %s "
+                                  "-bios %s -S", guest_cpu(accel), accel,
+                                  guest_bin);
+    gint64 deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+    GPtrArray *events;
+    QDict *d;
+
+    set_subpage(qts, SPP_RM_STORE >> 12, 1, 0xfffffffe);
+    qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
+    while (qtest_readl(qts, SPP_MB_READY) != SPP_MB_READY_MAGIC) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+    events = take_events(qts);
+    g_assert_cmpuint(events->len, ==, 1);
+    d = event_data(events, 0);
+    log_event("real mode", d);
+    g_assert_cmpuint(get_u(d, "gpa"), ==, SPP_RM_STORE);
+    g_assert_cmpuint(get_u(d, "size"), ==, 2);
+    g_assert_cmphex(get_u(d, "value"), ==, SPP_RM_VALUE);
+    g_assert_cmpuint(get_u(d, "writer-ring"), ==, 0);
+    g_assert(!qdict_haskey(d, "writer-pt-root"));
+    if (!strcmp(accel, "tcg") || qdict_haskey(d, "writer-pc")) {
+        g_assert_cmphex(get_u(d, "writer-pc"), ==,
+                        qtest_readl(qts, SPP_MB_RM_PC));
+    }
+    g_ptr_array_free(events, true);
+    g_assert_cmpuint(qtest_readw(qts, SPP_RM_STORE), ==, 0);
+    qtest_quit(qts);
+}
+
 /* pause with a vCPU: the store is dropped and the VM stops. */
 static void test_guest_pause(const void *opaque)
 {
@@ -2655,6 +2835,10 @@ static void add_guest_tests(const char *accel)
     g_autofree char *ptab = g_strdup_printf("/spp/%s/guest-page-table",
                                             accel);
     g_autofree char *wr = g_strdup_printf("/spp/%s/guest-writer", accel);
+    g_autofree char *wrk = g_strdup_printf("/spp/%s/guest-writer-kinds",
+                                           accel);
+    g_autofree char *wrr = g_strdup_printf("/spp/%s/guest-writer-real-mode",
+                                           accel);
 
     qtest_add_data_func(m, accel, test_guest_matrix);
     qtest_add_data_func(mc, accel, test_guest_matrix_count);
@@ -2664,6 +2848,8 @@ static void add_guest_tests(const char *accel)
     qtest_add_data_func(con, accel, test_guest_concurrent);
     qtest_add_data_func(ptab, accel, test_guest_page_table);
     qtest_add_data_func(wr, accel, test_guest_writer);
+    qtest_add_data_func(wrk, accel, test_guest_writer_kinds);
+    qtest_add_data_func(wrr, accel, test_guest_writer_real_mode);
     for (i = 0; i < ARRAY_SIZE(ncpus); i++) {
         SmpCase *c = g_new(SmpCase, 1);
         g_autofree char *path = g_strdup_printf("/spp/%s/guest-smp%u-atomics",

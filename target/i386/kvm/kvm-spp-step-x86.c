@@ -266,9 +266,16 @@ static bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
                      PRIx64 " spans more than %d pages",
                      (uint64_t)env->eip, SPP_STEP_MAX_PAGES);
     }
-    if (n > 0 && kvm_spp_x86_vec_store(cs, &store)) {
-        *ret = 0;
-        return true;
+    if (n > 0) {
+        bool done;
+
+        kvm_x86_writer_at_rip(cs);
+        done = kvm_spp_x86_vec_store(cs, &store);
+        kvm_x86_writer_clear();
+        if (done) {
+            *ret = 0;
+            return true;
+        }
     }
     if (n <= 0) {
         /*
@@ -292,8 +299,13 @@ static bool kvm_spp_x86_emulation_failure(CPUState *cs, struct kvm_run *run,
     step = spp_step_begin(gfns, phases, n);
     exit_reason = KVM_EXIT_DEBUG;
     if (step) {
+        /* Unless an interrupt handler may run first within the step */
+        if (kvm_spp_sstep_flags() & SSTEP_NOIRQ) {
+            kvm_x86_writer_at_rip(cs);
+        }
         exit_reason = kvm_spp_x86_single_step(cs, run);
         spp_step_end(step, cpu_get_mem_attrs(env));
+        kvm_x86_writer_clear();
     }
     bql_unlock();
     end_exclusive();

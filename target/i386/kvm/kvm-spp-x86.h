@@ -24,4 +24,13 @@ bool kvm_spp_x86_handle_exit(CPUState *cs, struct kvm_run *run, int *ret);
  */
 int kvm_spp_sstep_flags(void);
 
+/*
+ * For a store QEMU makes or single-steps itself for @cs (the vector
+ * store, the step fallback), with its registers synchronized and RIP at
+ * the storing instruction: a violation on this thread names that
+ * instruction as the writer, until kvm_x86_writer_clear().
+ */
+void kvm_x86_writer_at_rip(CPUState *cs);
+void kvm_x86_writer_clear(void);
+
 #endif

@@ -38,6 +38,7 @@
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
 #include "kvm-spp-insn.h"
+#include "kvm-spp-x86.h"
 #include "trace.h"
 
 #define KVM_X86_INSN_MAX 15
@@ -338,6 +339,22 @@ static bool kvm_x86_same_rmw(const SppX86Rmw *a, const SppX86Rmw *b)
  */
 static __thread bool kvm_x86_writer_pc_known;
 static __thread uint64_t kvm_x86_writer_pc;
+
+void kvm_x86_writer_at_rip(CPUState *cs)
+{
+    CPUX86State *env = &X86_CPU(cs)->env;
+
+    kvm_x86_writer_pc = env->segs[R_CS].base + env->eip;
+    if (!(env->hflags & HF_CS64_MASK)) {
+        kvm_x86_writer_pc = (uint32_t)kvm_x86_writer_pc;
+    }
+    kvm_x86_writer_pc_known = true;
+}
+
+void kvm_x86_writer_clear(void)
+{
+    kvm_x86_writer_pc_known = false;
+}
 
 static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
                                    MemTxAttrs attrs)
