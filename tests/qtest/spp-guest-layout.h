@@ -117,6 +117,10 @@
  * before SPP_EDGE_PAGE; the guest then faults on that page and comes back
  */
 #define SPP_WR_EDGE         3
+/* rep stosl: the dword ARG to SPP_PAGE_P + 0x20 .. 0x2f */
+#define SPP_WR_REP          4
+/* mov %eax, moffs: the dword ARG to SPP_PAGE_P + 0x30 */
+#define SPP_WR_MOFFS        5
 
 /* SPP_MB_KIND for SPP_CMD_KIND_LOOP (KIND_NONE: the guest cannot) */
 #define SPP_KIND_MOVL       0

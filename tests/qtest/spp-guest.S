@@ -494,6 +494,10 @@ cmd_writers:
         je      wr_avx
         cmpl    $SPP_WR_XSAVE, %eax
         je      wr_xsave
+        cmpl    $SPP_WR_REP, %eax
+        je      wr_rep
+        cmpl    $SPP_WR_MOFFS, %eax
+        je      wr_moffs
         call    sys_tables
         movl    SPP_MB_ADDR, %eax
         movl    %eax, %cr3
@@ -554,6 +558,20 @@ wr_xsave:
         movl    $wr_xsave_store, SPP_MB_PC
 wr_xsave_store:
         xsave   SPP_PAGE_P + 0x400
+        jmp     cmd_done
+wr_rep:
+        movl    %ecx, %eax
+        movl    $4, %ecx
+        movl    $SPP_PAGE_P + 0x20, %edi
+        movl    $wr_rep_store, SPP_MB_PC
+wr_rep_store:
+        rep stosl
+        jmp     cmd_done
+wr_moffs:
+        movl    %ecx, %eax
+        movl    $wr_moffs_store, SPP_MB_PC
+wr_moffs_store:
+        movl    %eax, SPP_PAGE_P + 0x30
         jmp     cmd_done
 wr_none:
         movl    $SPP_KIND_NONE, SPP_MB_KIND

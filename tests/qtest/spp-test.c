@@ -1795,7 +1795,9 @@ static unsigned expect_writer_events(QTestState *qts, const char *what,
 
 /*
  * Who wrote, for the stores that take other paths: from ring 3 with its
- * own address space; a 32-byte vector store and an xsave (under KVM,
+ * own address space; a string store (under KVM, RIP stays at it until
+ * its last round) and a store with the address in the instruction; a
+ * 32-byte vector store and an xsave (under KVM,
  * which its emulator cannot do: QEMU's own vector store and the step
  * fallback); and a store whose next instruction is on an unmapped page
  * (under KVM QEMU cannot read at RIP then: the address may be left out,
@@ -1830,6 +1832,18 @@ static void test_guest_writer_kinds(const void *opaque)
         qtest_memread(qts, SPP_PAGE_P + 0x40, avx, sizeof(avx));
         g_assert(all_zero(avx, sizeof(avx)));
     }
+
+    /* rep stosl: four rounds, one instruction */
+    qtest_writel(qts, SPP_MB_KIND, SPP_WR_REP);
+    guest_run(qts, SPP_CMD_WRITERS, 0x12345678);
+    n = expect_writer_events(qts, "rep stosl", GFN_P, 0, 0, true);
+    g_assert_cmpuint(n, ==, 4);
+
+    /* mov %eax to an address in the instruction (no ModRM byte) */
+    qtest_writel(qts, SPP_MB_KIND, SPP_WR_MOFFS);
+    guest_run(qts, SPP_CMD_WRITERS, 0x87654321);
+    n = expect_writer_events(qts, "moffs", GFN_P, 0, 0, true);
+    g_assert_cmpuint(n, ==, 1);
 
     /* xsave over protected sub-pages 8 to 11 */
     set_subpage(qts, GFN_P, 1, ~0xf00U);

@@ -91,7 +91,14 @@ static const InsnCase cases[] = {
       SPP_X86_STORE, RBX + 0x7fffffff, 64 },
     { "mov %rax,%rbx", 64, "4889c3", SPP_X86_NO_MEMORY },
     { "vzeroupper", 64, "c5f877", SPP_X86_NO_MEMORY },
-    { "rep stos %al,%es:(%rdi)", 64, "f3aa", SPP_X86_NO_MEMORY },
+    /* string stores: the element at ES:[rDI], in any mode */
+    { "rep stos %al,%es:(%rdi)", 64, "f3aa", SPP_X86_STORE, RDI, 1 },
+    { "rep stos %rax,%es:(%rdi)", 64, "f348ab", SPP_X86_STORE, RDI, 8 },
+    { "movsl %fs:(%rsi),%es:(%rdi)", 64, "64a5", SPP_X86_STORE, RDI, 4 },
+    { "movabs %eax,0x1122334455667788", 64, "a38877665544332211",
+      SPP_X86_STORE, 0x1122334455667788ULL, 4 },
+    { "movabs %al,0x11223344 (addr32)", 64, "67a244332211",
+      SPP_X86_STORE, 0x11223344, 1 },
     { "vpscatterdd %zmm0,(%rax,%zmm1,4){%k1}", 64, "62f27d49a00488",
       SPP_X86_UNKNOWN },
     { "vmovdqu, cut short", 64, "c5fe7f", SPP_X86_UNKNOWN },
@@ -110,13 +117,24 @@ static const InsnCase cases[] = {
       SPP_X86_STORE, DS + (RAX & 0xffffffff) + 4, 108 },
     { "xsave (%esp)", 32, "0fae2424",
       SPP_X86_STORE, SS + (RSP & 0xffffffff), XSAVE_SIZE },
-    { "mov %eax,0x1000 (no ModRM)", 32, "a300100000", SPP_X86_NO_MEMORY },
+    { "mov %eax,0x1000 (moffs)", 32, "a300100000",
+      SPP_X86_STORE, DS + 0x1000, 4 },
+    { "mov %ax,%es:0x1000 (moffs)", 32, "2666a300100000",
+      SPP_X86_STORE, ES + 0x1000, 2 },
+    { "rep stos %eax,%es:(%edi)", 32, "f3ab",
+      SPP_X86_STORE, ES + (RDI & 0xffffffff), 4 },
+    { "fs movsb (the override is the source's)", 32, "64a4",
+      SPP_X86_STORE, ES + (RDI & 0xffffffff), 1 },
+    { "insw (%dx),%es:(%edi)", 32, "666d",
+      SPP_X86_STORE, ES + (RDI & 0xffffffff), 2 },
 
     /* 16-bit code: 16-bit addresses wrap */
     { "mov %ax,0x2(%bp,%di)", 16, "894302",
       SPP_X86_STORE, SS + ((RBP + (RDI & 0xffff) + 2) & 0xffff), 64 },
     { "mov %eax,0x10(%eax)", 16, "6766894010",
       SPP_X86_STORE, DS + (RAX & 0xffffffff) + 0x10, 64 },
+    { "stosw %ax,%es:(%di)", 16, "ab", SPP_X86_STORE, ES + (RDI & 0xffff), 2 },
+    { "mov %ax,0x7000 (moffs)", 16, "a30070", SPP_X86_STORE, DS + 0x7000, 2 },
 };
 
 static size_t parse_hex(const char *hex, uint8_t *out)

@@ -363,6 +363,34 @@ static SppX86Decode spp_x86_reg_dest(SppX86Dec *d, int seg, unsigned reg,
     return SPP_X86_STORE;
 }
 
+/* The operand size of an instruction whose byte form is the even opcode */
+static unsigned spp_x86_osize(const SppX86Dec *d)
+{
+    if (!(d->op & 1)) {
+        return 1;
+    }
+    return d->rex_w ? 8 : (d->ctx->code_bits == 16) != d->opsize ? 2 : 4;
+}
+
+/* MOV moffs, AL/rAX (0xa2, 0xa3): the address follows the opcode. */
+static SppX86Decode spp_x86_moffs(SppX86Dec *d, SppX86Store *store)
+{
+    unsigned i, bytes = spp_x86_addr_bits(d) / 8;
+    uint64_t ea = 0;
+    uint8_t b;
+
+    for (i = 0; i < bytes; i++) {
+        if (!spp_x86_byte(d, &b)) {
+            return SPP_X86_UNKNOWN;
+        }
+        ea |= (uint64_t)b << (8 * i);
+    }
+    store->addr = spp_x86_linear(d, SEG_DS, ea);
+    store->size = spp_x86_osize(d);
+    store->insn_len = d->pos;
+    return SPP_X86_STORE;
+}
+
 /* The legacy prefix that VEX.pp stands for. */
 static const uint8_t spp_x86_vex_pp[4] = { 0, 0x66, 0xf3, 0xf2 };
 
@@ -522,6 +550,16 @@ SppX86Decode spp_x86_insn_store(const uint8_t *insn, size_t len,
         }
     } else {
         d.op = d.insn[d.pos - 1];
+        switch (d.op) {
+        case 0x6c: case 0x6d: case 0xa4: case 0xa5: case 0xaa: case 0xab:
+            /* INS, MOVS, STOS: one element to ES:[rDI] a round */
+            d.seg = SEG_NONE;           /* overrides are for the source */
+            store->string = true;
+            return spp_x86_reg_dest(&d, SEG_ES, REG_DI, spp_x86_osize(&d),
+                                    store);
+        case 0xa2: case 0xa3:
+            return spp_x86_moffs(&d, store);
+        }
         if (d.op == 0x0f) {
             if (!spp_x86_byte(&d, &d.op)) {
                 return SPP_X86_UNKNOWN;

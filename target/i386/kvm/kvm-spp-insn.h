@@ -40,6 +40,11 @@ typedef struct SppX86Store {
     unsigned vec_bytes;
     unsigned vec_reg;
     unsigned insn_len;          /* the instruction's length in bytes */
+    /*
+     * A string store (INS, MOVS, STOS): @addr is the element ES:[rDI] the
+     * next round writes, @size bytes; each round moves rDI by @size.
+     */
+    bool string;
 } SppX86Store;
 
 typedef enum SppX86Decode {

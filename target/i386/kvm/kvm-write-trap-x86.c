@@ -442,6 +442,26 @@ static bool kvm_x86_write_trap_rmw(CPUState *cs, struct kvm_run *run,
 }
 
 /*
+ * Where the store @st, decoded with the registers as they are at the
+ * exit, wrote: for a string store, KVM has already moved rDI past the
+ * element it wrote (by the time it exits for the write, in every round).
+ */
+static uint64_t kvm_x86_stored_at(const SppX86Store *st,
+                                  const struct kvm_regs *kregs,
+                                  const SppX86Context *ctx)
+{
+    uint64_t addr = st->addr;
+
+    if (st->string) {
+        addr += (kregs->rflags & DF_MASK) ? st->size : -st->size;
+        if (ctx->code_bits != 64) {
+            addr = (uint32_t)addr;
+        }
+    }
+    return addr;
+}
+
+/*
  * At a write exit, the store that ended at RIP: the only start in the
  * bytes before RIP that decodes to one instruction ending at RIP and
  * storing, with the registers as they are now, at the exit's address.
@@ -473,7 +493,8 @@ static bool kvm_x86_store_pc(CPUState *cs, const struct kvm_regs *kregs,
         ctx.rip = kregs->rip;
         if (!kvm_x86_read_linear(cs, end, buf, n, attrs) ||
             spp_x86_insn_store(buf, n, &ctx, &st) != SPP_X86_STORE ||
-            !kvm_x86_translate(cs, st.addr, &got) ||
+            !kvm_x86_translate(cs, kvm_x86_stored_at(&st, kregs, &ctx),
+                               &got) ||
             got != run->mmio.phys_addr) {
             return false;
         }
@@ -485,7 +506,8 @@ static bool kvm_x86_store_pc(CPUState *cs, const struct kvm_regs *kregs,
         ctx.rip = kregs->rip - n;
         if (spp_x86_insn_store(buf + KVM_X86_INSN_MAX - n, n, &ctx, &st) !=
             SPP_X86_STORE || st.insn_len != n || st.size < run->mmio.len ||
-            !kvm_x86_translate(cs, st.addr, &got) ||
+            !kvm_x86_translate(cs, kvm_x86_stored_at(&st, kregs, &ctx),
+                               &got) ||
             got != run->mmio.phys_addr) {
             continue;
         }
