@@ -8,6 +8,7 @@
 #   make check-kvm  build, then run only the KVM tests: in the nested-KVM
 #                   lab, or on this host's KVM with SPP_KVM=host
 #   make bench      build, then run the benchmarks
+#   make bench-compare BASELINE=REV   sections 1, 2 against the fork at REV
 #   make update-patches   turn edits of upstream files in build/src
 #                         back into patches/
 #   make check-patches    the series applies to the pristine base and
@@ -16,7 +17,7 @@
 SHELL := /bin/bash
 SPP := scripts/spp
 
-.PHONY: all build deps demo demo-tiny check check-kvm check-patches update-patches bench clean distclean
+.PHONY: all build deps demo demo-tiny check check-kvm check-patches update-patches bench bench-compare clean distclean
 
 all: build
 
@@ -41,6 +42,9 @@ check-kvm: deps
 
 bench: build
 	@$(SPP)/bench.sh
+
+bench-compare: build
+	@$(SPP)/bench-compare.sh "$(BASELINE)"
 
 update-patches:
 	@python3 $(SPP)/update-patches.py

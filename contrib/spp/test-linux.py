@@ -189,12 +189,10 @@ def run(vm, accel, kaslr, tmp):
           all(e['action'] == 'report' for e in events),
           f'{len(events)} events, {len(text)} in text, symbols {named}, '
           f'{len(changed)} changed in __schedule')
-    # Under KVM the instruction of text_poke's stores is not found yet
-    # (the user guide says which stores it is found for): ring 0 only.
     writers = {e.get('writer-symbol') for e in events}
     check('the text rewrite names its writer: kernel code, in ring 0 '
           f'({", ".join(sorted(str(x) for x in writers))})',
-          events and (accel == 'kvm' or None not in writers) and
+          events and None not in writers and
           all(e.get('writer-ring') == 0 for e in events),
           f'writers {writers}, rings {set(e.get("writer-ring") for e in events)}')
     check('spp-watch restored the protection on exit',

@@ -8,6 +8,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """usage: bench.py QEMU GUEST.bin PYTHONPATH VERSION OUTDIR [KVM_FLOOR]
        bench.py --kvm-only QEMU GUEST.bin PYTHONPATH [KVM_FLOOR]
+       bench.py --compare QEMU BASE_QEMU BASE_NAME GUEST.bin PYTHONPATH OUT.md
 
 The second form measures only the KVM cases and prints them as one
 "bench-json:" line; make bench runs it inside the nested-KVM lab when
@@ -62,8 +63,8 @@ def store_cost(vm, addr):
         n = min(int(n * max(2, 0.6 / max(t, 1e-4))), 1 << 30)
 
 
-def bench_store_cost(qemu, guest, accel):
-    vm = Vm(qemu, accel, guest)
+def bench_store_cost(qemu, guest, accel, extra=()):
+    vm = Vm(qemu, accel, guest, extra=extra)
     vm.qmp.cmd('set-spp-policy', policy='block')
     rows = {}
     rows['a'] = store_cost(vm, PAGE_P + 0x810)
@@ -104,8 +105,8 @@ STORE_KINDS = [
 ]
 
 
-def bench_store_kinds(qemu, guest, accel):
-    vm = Vm(qemu, accel, guest, extra=['-cpu', 'max'])
+def bench_store_kinds(qemu, guest, accel, extra=()):
+    vm = Vm(qemu, accel, guest, extra=['-cpu', 'max', *extra])
     vm.qmp.cmd('set-spp-policy', policy='block', **{'event-rate': 10})
     vm.set(GFN_P, 1, 0xffff0000)        # sub-pages 0-15 protected
     vm.set(GFN_P + 1, 1, 0xfffffffe)    # sub-page 0 of Q protected
@@ -115,8 +116,8 @@ def bench_store_kinds(qemu, guest, accel):
     return rows
 
 
-def bench_event_latency(qemu, guest, accel, n=1000):
-    vm = Vm(qemu, accel, guest)
+def bench_event_latency(qemu, guest, accel, n=1000, extra=()):
+    vm = Vm(qemu, accel, guest, extra=extra)
     vm.qmp.cmd('set-spp-policy', policy='block', **{'event-rate': 0})
     vm.set(GFN_P, 1, 0xfffffffe)
     lat = []
@@ -384,6 +385,137 @@ def measure(qemu, guest, accel, floor=None, linux=(None, None)):
     return r
 
 
+def compare(builds, guest, accel):
+    """
+    Sections 1 and 2 and the violation-to-event latency for each build
+    in @builds (name -> (qemu, extra arguments)), twice, the second time
+    in the other order; the lower figure of the two is kept.
+    """
+    runs = {name: [] for name in builds}
+    order = list(builds)
+    for rnd in range(2):
+        for name in order if rnd == 0 else order[::-1]:
+            qemu, extra = builds[name]
+            print(f'bench: {name}, {accel}, round {rnd + 1}', flush=True)
+            runs[name].append({
+                'stores': bench_store_cost(qemu, guest, accel, extra),
+                'kinds': bench_store_kinds(qemu, guest, accel, extra),
+                'latency': bench_event_latency(qemu, guest, accel, 300,
+                                               extra)[0]})
+
+    def low(vals):
+        vals = [v for v in vals if v is not None]
+        return min(vals) if vals else None
+
+    res = {}
+    for name, rs in runs.items():
+        res[name] = {
+            'stores': {k: low(r['stores'][k] for r in rs) for k in 'abcd'},
+            'kinds': [low(r['kinds'][i] for r in rs)
+                      for i in range(len(STORE_KINDS))],
+            'latency': low(r['latency'] for r in rs)}
+    return res
+
+
+def compare_in_lab(lab, qemu, base, guest, pypath):
+    """compare() under KVM, inside the nested-KVM lab."""
+    me = os.path.abspath(__file__)
+    here = os.path.dirname(me)
+    cmd = [sys.executable, lab.__file__, '--timeout', '3000',
+           '--qemu', qemu, '--file', base, '--file', guest, '--file', me,
+           '--file', os.path.join(here, 'sppvm.py'),
+           '--dir', os.path.dirname(os.__file__), '--dir', pypath, '--',
+           os.path.realpath(sys.executable), me, '--compare-kvm-only',
+           os.path.realpath(qemu), os.path.realpath(base), guest, pypath]
+    print('bench: the KVM cases run in the nested-KVM lab', flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    result = None
+    for line in proc.stdout:
+        if line.startswith('bench-json: '):
+            result = json.loads(line[len('bench-json: '):])
+        else:
+            print(line, end='', flush=True)
+    if proc.wait() or result is None:
+        sys.exit('bench: the KVM cases failed in the lab')
+    return result
+
+
+def firmware_dir(qemu):
+    """Where @qemu, run from its build tree, finds its firmware."""
+    share = os.path.join(os.path.dirname(os.path.realpath(qemu)),
+                         'qemu-bundle', 'usr', 'local', 'share', 'qemu')
+    return os.path.dirname(os.path.realpath(os.path.join(share,
+                                                         'bios-256k.bin')))
+
+
+def compare_builds(qemu, base, guest, pypath, accel):
+    # In the lab only the first binary's firmware is there: both use it.
+    fw = ['-L', firmware_dir(qemu)]
+    return compare({'baseline': (base, fw), 'this tree': (qemu, fw)},
+                   guest, accel)
+
+
+def compare_main():
+    """bench.py --compare QEMU BASE_QEMU BASE_NAME GUEST PYPATH OUT.md"""
+    if sys.argv[1] == '--compare-kvm-only':
+        qemu, base, guest, pypath = sys.argv[2:6]
+        sys.path.insert(0, pypath)
+        r = compare_builds(qemu, base, guest, pypath, 'kvm')
+        print('bench-json: ' + json.dumps(r), flush=True)
+        return
+    qemu, base, base_name, guest, pypath, out_path = sys.argv[2:8]
+    sys.path.insert(0, pypath)
+    lab = load_kvm_lab()
+    kind, _ = lab.host_kvm()
+    where = os.environ.get('SPP_KVM', 'auto')
+    res = {'tcg': compare_builds(qemu, base, guest, pypath, 'tcg')}
+    if where == 'host' or (where == 'auto' and kind == 'hardware'):
+        kvm_label = f'KVM ({kind})'
+        res['kvm'] = compare_builds(qemu, base, guest, pypath, 'kvm')
+    else:
+        kvm_label = 'KVM (nested: kvm_amd on TCG\'s SVM, in the lab)'
+        res['kvm'] = compare_in_lab(lab, qemu, base, guest, pypath)
+    label = {'tcg': 'TCG', 'kvm': kvm_label}
+    rows = [(f'1({k}) {name}', lambda r, k=k: r['stores'][k])
+            for k, name in (('a', 'unprotected page'),
+                            ('b', 'writable sub-page of a protected page'),
+                            ('c', 'protected sub-page, policy block'),
+                            ('d', 'unrelated page, 10,000 protected'))]
+    rows += [(f'2 {name}', lambda r, i=i: r['kinds'][i])
+             for i, (name, _, _) in enumerate(STORE_KINDS)]
+    rows.append(('violation to event, median (us)',
+                 lambda r: r['latency'] * 1e6))
+    out = ['# Before and after: a build of this tree against a baseline', '',
+           f'- machine: {machine()}',
+           f'- baseline: {base_name}',
+           f'- date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}',
+           f'- accelerators: TCG, and {kvm_label}', '',
+           'Sections 1 and 2 of `make bench` (ns per guest store; events '
+           'rate-limited as there, so the writer is looked up only for '
+           'the few events sent) and the violation-to-event latency of '
+           'section 5 (every event sent, each with its writer), for both '
+           'builds in one run: each case twice, the second round in the '
+           'other order, the lower figure kept.  A ratio above 1.0 is '
+           'this tree slower.', '',
+           '| case | ' + ' | '.join(
+               f'{label[a]} baseline | {label[a]} this tree | ratio'
+               for a in ('tcg', 'kvm')) + ' |',
+           '|---|' + '---|---|---|' * 2]
+    for name, get in rows:
+        cells = []
+        for a in ('tcg', 'kvm'):
+            b, t = get(res[a]['baseline']), get(res[a]['this tree'])
+            if b is None or t is None:
+                cells += ['-', '-', '-']
+            else:
+                cells += [f'{b:.1f}', f'{t:.1f}', f'{t / b:.2f}x']
+        out.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    with open(out_path, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(out) + '\n')
+    print('\n'.join(out))
+    print(f'bench: wrote {out_path}')
+
+
 def load_kvm_lab():
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         'kvm-lab.py')
@@ -434,6 +566,10 @@ def kvm_only():
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == '--kvm-only':
         kvm_only()
+        return
+    if len(sys.argv) > 1 and sys.argv[1] in ('--compare',
+                                             '--compare-kvm-only'):
+        compare_main()
         return
     if len(sys.argv) not in (6, 7):
         sys.exit(__doc__)

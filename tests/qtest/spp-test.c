@@ -148,6 +148,14 @@ static QDict *event_data(GPtrArray *events, guint i)
 }
 
 /* At least one violation event was sent, each for a device write there. */
+/* Print an event for the log */
+static void log_event(const char *what, QDict *d)
+{
+    g_autoptr(GString) json = qobject_to_json(QOBJECT(d));
+
+    g_test_message("%s: %s", what, json->str);
+}
+
 /*
  * Each event is a device write to sub-page @subpage, by the device at
  * QOM path @device; NULL: a write the memory core cannot attribute (the
@@ -907,6 +915,9 @@ static void test_dma_edu(void)
     g_assert_cmpuint(events->len, >=, 1);
     for (i = 0; i < events->len; i++) {
         data = event_data(events, i);
+        if (i == 0) {
+            log_event("edu", data);
+        }
         g_assert_cmpstr(qdict_get_str(data, "source"), ==, "device");
         g_assert_cmpstr(qdict_get_try_str(data, "writer-device"), ==,
                         "/machine/peripheral/edu0");
@@ -1744,14 +1755,6 @@ static void writers_page_tables(QTestState *qts, bool edge)
     }
     qtest_memwrite(qts, SPP_PAGE_TABLE_TOP, pt, 4096);
     g_free(pt);
-}
-
-/* Print an event for the log */
-static void log_event(const char *what, QDict *d)
-{
-    g_autoptr(GString) json = qobject_to_json(QOBJECT(d));
-
-    g_test_message("%s: %s", what, json->str);
 }
 
 /*
