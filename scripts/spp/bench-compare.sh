@@ -15,9 +15,12 @@ sha=$(git -C "$TOP" rev-parse --verify -q "$rev^{commit}") ||
 tree=$BUILD/baseline/${sha:0:12}
 if [ ! -x "$tree/build/qemu-system-x86_64" ]; then
     step bench "building the baseline ${sha:0:12} ($rev) in $tree"
+    git -C "$TOP" worktree remove --force "$tree" 2>/dev/null || true
     rm -rf "$tree"
+    # a worktree: the build takes the files git lists there
+    git -C "$TOP" worktree add --force --detach "$tree" "$sha" >/dev/null ||
+        die "cannot check out $rev in $tree"
     mkdir -p "$tree/build"
-    git -C "$TOP" archive "$sha" | tar -x -C "$tree"
     # the same source package, without fetching it again
     cp -al "$DL" "$tree/build/dl" 2>/dev/null || cp -a "$DL" "$tree/build/dl"
     (cd "$tree" && env -u SPP_BUILD_DIR make build) ||
