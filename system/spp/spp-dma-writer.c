@@ -21,6 +21,7 @@
 #include "qemu/thread.h"
 #include "qom/object.h"
 #include "system/spp-backend.h"
+#include "system/system.h"
 
 static struct {
     QemuMutex lock;

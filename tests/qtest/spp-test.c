@@ -1141,16 +1141,18 @@ static void test_dma_viommu_virtio_rng(void)
      * address space: the event names it.
      */
     set_subpage(qts, VTD_USED_PAGE >> 12, 1, WP_ALL);
-    set_subpage(qts, RNG_BUF >> 12, 1, 0xfffffffd);  /* sub-page 1 */
-    head = qvirtqueue_add(qts, vq, RNG_BUF + 64, sizeof(buf), true, false);
+    set_subpage(qts, (RNG_BUF >> 12) + 2, 1, 0xfffffffd);  /* sub-page 1 */
+    head = qvirtqueue_add(qts, vq, RNG_BUF + 0x2040, sizeof(buf), true,
+                          false);
     qvirtqueue_kick(qts, &dev->vdev, vq, head);
     deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
     while (qtest_readw(qts, used + 2) != 2) {
         g_assert(g_get_monotonic_time() < deadline);
         g_usleep(1000);
     }
-    qtest_memread(qts, RNG_BUF + 64, buf, sizeof(buf));
+    qtest_memread(qts, RNG_BUF + 0x2040, buf, sizeof(buf));
     g_assert(all_zero(buf + 64, 128));              /* bytes 128..255 */
+    g_assert_false(all_zero(buf, 64));              /* bytes 64..127 */
     expect_device_events(qts, 1, "/machine/peripheral/rng0");
 
     qos_object_destroy((QOSGraphObject *)dev);
