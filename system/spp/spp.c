@@ -556,50 +556,39 @@ static bool spp_same_access(bool from_cpu, hwaddr gpa, unsigned size)
     return same;
 }
 
-static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
-                                   MemTxAttrs attrs, const uint64_t *data,
-                                   uintptr_t ra, bool *allowed)
+/*
+ * The judgement itself: which of the @size bytes at @gpa the vectors let
+ * through (@allowed), and the first one they do not (*@first_blocked).
+ * Returns how many they do not.
+ */
+static unsigned spp_judge(hwaddr gpa, unsigned size, bool *allowed,
+                          hwaddr *first_blocked)
 {
-    bool from_cpu = current_cpu && !attrs.unspecified;
-    int cpu_index = from_cpu ? current_cpu->cpu_index : -1;
-    uint64_t first_blocked = 0, gfn = UINT64_MAX;
-    unsigned i, nblocked = 0;
-    SppPolicy action = spp.policy;
+    uint64_t gfn = UINT64_MAX;
     uint32_t vec = SPP_WP_ALL;
-    bool counted;
+    unsigned i, nblocked = 0;
 
     assert(size >= 1 && size <= SPP_MAX_ACCESS);
     for (i = 0; i < size; i++) {
         hwaddr a = gpa + i;
-        unsigned sub = spp_subpage_of(a);
 
         if (a >> SPP_PAGE_SHIFT != gfn) {
             gfn = a >> SPP_PAGE_SHIFT;
             vec = spp_get_vector(gfn);
         }
-
-        allowed[i] = (vec >> sub) & 1;
+        allowed[i] = (vec >> spp_subpage_of(a)) & 1;
         if (!allowed[i] && !nblocked++) {
-            first_blocked = a;
+            *first_blocked = a;
         }
     }
-    if (!nblocked) {
-        return false;
-    }
+    return nblocked;
+}
 
-    counted = !spp_same_access(from_cpu, gpa, size);
-    if (counted) {
-        spp.violations++;
-        if (from_cpu) {
-            spp.violations_cpu++;
-        } else {
-            spp.violations_device++;
-        }
-        if (from_cpu && tcg_enabled()) {
-            spp_counted_seq = memory_write_trap_store_seq();
-            spp_counted_end = gpa + size;
-        }
-    }
+/* The policy @action on a write the vectors blocked in part */
+static void spp_apply_policy(SppPolicy action, hwaddr gpa, unsigned size,
+                             unsigned nblocked, bool *allowed)
+{
+    unsigned i;
 
     switch (action) {
     case SPP_POLICY_BLOCK:
@@ -633,7 +622,48 @@ static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
     default:
         g_assert_not_reached();
     }
+}
 
+/*
+ * What a violation does besides the policy: count it, once per access
+ * (a further piece of a TCG access counts nothing), and send its event.
+ * Returns whether it counted.
+ */
+static bool spp_count_violation(hwaddr gpa, unsigned size, bool from_cpu)
+{
+    if (spp_same_access(from_cpu, gpa, size)) {
+        return false;
+    }
+    spp.violations++;
+    if (from_cpu) {
+        spp.violations_cpu++;
+    } else {
+        spp.violations_device++;
+    }
+    if (from_cpu && tcg_enabled()) {
+        spp_counted_seq = memory_write_trap_store_seq();
+        spp_counted_end = gpa + size;
+    }
+    return true;
+}
+
+static bool spp_judge_write_locked(hwaddr gpa, unsigned size,
+                                   MemTxAttrs attrs, const uint64_t *data,
+                                   uintptr_t ra, bool *allowed)
+{
+    bool from_cpu = current_cpu && !attrs.unspecified;
+    int cpu_index = from_cpu ? current_cpu->cpu_index : -1;
+    SppPolicy action = spp.policy;
+    hwaddr first_blocked = 0;
+    unsigned nblocked;
+    bool counted;
+
+    nblocked = spp_judge(gpa, size, allowed, &first_blocked);
+    if (!nblocked) {
+        return false;
+    }
+    counted = spp_count_violation(gpa, size, from_cpu);
+    spp_apply_policy(action, gpa, size, nblocked, allowed);
     trace_spp_violation(gpa, size, first_blocked, cpu_index,
                         SppPolicy_str(action));
     if (counted) {
