@@ -42,6 +42,8 @@ static WriteTrapLifted write_trap_lifted[MEMORY_WRITE_TRAP_MAX_LIFTED];
 static unsigned write_trap_nlifted;
 static unsigned write_trap_depth;
 static bool write_trap_flush_pending;
+/* MemoryWriteTrapChange: what the accelerator learns at the commit */
+static GArray *write_trap_changes;
 
 __thread MemoryWriteTrapStore memory_write_trap_cur_store;
 __thread AddressSpace *memory_write_trap_cur_as;
@@ -295,6 +297,54 @@ uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
     return MIN(len, (next - page) << bits);
 }
 
+/* Tell the accelerator of a change now, or at the batch's commit. */
+static void write_trap_tell_accel(MemoryRegion *mr, hwaddr offset,
+                                  uint64_t size, bool now)
+{
+    MemoryWriteTrapChange c = { .mr = mr, .offset = offset, .size = size };
+
+    if (!write_trap_accel_fn) {
+        return;
+    }
+    if (now || !write_trap_depth) {
+        write_trap_accel_fn(&c, 1);
+        return;
+    }
+    if (!write_trap_changes) {
+        write_trap_changes = g_array_new(false, false, sizeof(c));
+    }
+    memory_region_ref(mr);
+    g_array_append_val(write_trap_changes, c);
+}
+
+static gint write_trap_change_cmp(gconstpointer a, gconstpointer b)
+{
+    const MemoryWriteTrapChange *x = a, *y = b;
+
+    if (x->mr != y->mr) {
+        return (uintptr_t)x->mr < (uintptr_t)y->mr ? -1 : 1;
+    }
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* The changes of a batch, to the accelerator in one call */
+static void write_trap_tell_accel_batch(void)
+{
+    GArray *c = write_trap_changes;
+    guint i;
+
+    if (!c || !c->len) {
+        return;
+    }
+    write_trap_changes = NULL;
+    g_array_sort(c, write_trap_change_cmp);
+    write_trap_accel_fn(&g_array_index(c, MemoryWriteTrapChange, 0), c->len);
+    for (i = 0; i < c->len; i++) {
+        memory_region_unref(g_array_index(c, MemoryWriteTrapChange, i).mr);
+    }
+    g_array_free(c, true);
+}
+
 void memory_region_lift_write_trap(MemoryRegion *mr, hwaddr offset,
                                    bool lifted)
 {
@@ -328,8 +378,8 @@ void memory_region_lift_write_trap(MemoryRegion *mr, hwaddr offset,
     } else {
         write_trap_lifted[i] = write_trap_lifted[--write_trap_nlifted];
     }
-    write_trap_accel_fn(mr, offset & qemu_target_page_mask(),
-                        qemu_target_page_size());
+    write_trap_tell_accel(mr, offset & qemu_target_page_mask(),
+                          qemu_target_page_size(), true);
 }
 
 uint64_t memory_write_trap_count(void)
@@ -407,7 +457,11 @@ void memory_write_trap_begin(void)
 void memory_write_trap_commit(void)
 {
     assert(bql_locked() && write_trap_depth);
-    if (--write_trap_depth || !write_trap_flush_pending) {
+    if (--write_trap_depth) {
+        return;
+    }
+    write_trap_tell_accel_batch();
+    if (!write_trap_flush_pending) {
         return;
     }
     write_trap_flush_pending = false;
@@ -469,8 +523,10 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
     }
     trace_memory_region_set_write_trap(memory_region_name(mr), offset, size,
                                        trap, changed);
-    if (changed && write_trap_accel_fn) {
-        write_trap_accel_fn(mr, offset, size);
+    if (changed) {
+        write_trap_tell_accel(mr, offset & qemu_target_page_mask(),
+                              ROUND_UP(offset + size, qemu_target_page_size()) -
+                              (offset & qemu_target_page_mask()), false);
     }
     if (!t->count) {
         /*

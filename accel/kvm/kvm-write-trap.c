@@ -26,90 +26,220 @@
 #include "system/kvm.h"
 #include "system/kvm_int.h"
 #include "system/kvm-spp.h"
-#include "trace.h"
+/* its trace events are SPP's (system/spp/trace-events) */
+#include "system/spp/trace.h"
 
-/*
- * The slot of @kml that ends where @mem starts (@after false) or starts
- * where @mem ends (@after true), in guest and in host memory.
- */
-static KVMSlot *kvm_write_trap_next_to(KVMMemoryListener *kml, KVMSlot *mem,
-                                       bool after)
-{
-    KVMSlot *a, *b;
-    int i;
-
-    for (i = 0; i < kml->nr_slots_allocated; i++) {
-        KVMSlot *s = &kml->slots[i];
-
-        a = after ? mem : s;
-        b = after ? s : mem;
-        if (s->memory_size && a->start_addr + a->memory_size ==
-            b->start_addr && (uint8_t *)a->ram + a->memory_size ==
-            (uint8_t *)b->ram) {
-            return s;
-        }
-    }
-    return NULL;
-}
-
-/*
- * The first slot of @kml, from guest address @from on, that maps host
- * memory in [@lo, @hi).
- */
-static KVMSlot *kvm_write_trap_find(KVMMemoryListener *kml, hwaddr from,
-                                    uint8_t *lo, uint8_t *hi)
-{
-    KVMSlot *best = NULL;
-    int i;
-
-    for (i = 0; i < kml->nr_slots_allocated; i++) {
-        KVMSlot *s = &kml->slots[i];
-        uint8_t *ram = s->ram;
-
-        if (s->memory_size && s->start_addr >= from && ram < hi &&
-            ram + s->memory_size > lo &&
-            (!best || s->start_addr < best->start_addr)) {
-            best = s;
-        }
-    }
-    return best;
-}
-
+/* A range of the flat view that maps RAM a change touched */
 typedef struct KvmWriteTrapRange {
-    hwaddr addr;
-    hwaddr start, end;
+    hwaddr start, end;          /* guest-physical */
+    MemoryRegion *mr;
+    hwaddr offset;              /* of @start in @mr */
 } KvmWriteTrapRange;
+
+typedef struct KvmWriteTrapRanges {
+    GPtrArray *mrs;             /* the regions changed */
+    GArray *ranges;             /* KvmWriteTrapRange, by address */
+} KvmWriteTrapRanges;
 
 static bool kvm_write_trap_range_cb(Int128 start, Int128 len,
                                     const MemoryRegion *mr,
                                     hwaddr offset_in_region, void *opaque)
 {
-    KvmWriteTrapRange *r = opaque;
-    hwaddr s = int128_get64(start);
+    KvmWriteTrapRanges *r = opaque;
+    KvmWriteTrapRange fr = {
+        .start = int128_get64(start),
+        .end = int128_get64(start) + int128_get64(len),
+        .mr = (MemoryRegion *)mr,
+        .offset = offset_in_region,
+    };
 
-    if (r->addr >= s && r->addr - s < int128_get64(len)) {
-        r->start = s;
-        r->end = s + int128_get64(len);
-        return true;
+    if (g_ptr_array_find(r->mrs, mr, NULL)) {
+        g_array_append_val(r->ranges, fr);
     }
     return false;
 }
 
-/*
- * The bounds of the range of @as's flat view that holds @addr: one
- * section as the KVM listener got it.
- */
-static void kvm_write_trap_section(AddressSpace *as, hwaddr addr,
-                                   hwaddr *start, hwaddr *end)
+/* The ranges of @as's flat view that map the regions of @c (sorted) */
+static GArray *kvm_write_trap_ranges(AddressSpace *as,
+                                     const MemoryWriteTrapChange *c,
+                                     size_t n)
 {
-    KvmWriteTrapRange r = { .addr = addr, .start = addr, .end = addr };
+    g_autoptr(GPtrArray) mrs = g_ptr_array_new();
+    KvmWriteTrapRanges r = {
+        .mrs = mrs,
+        .ranges = g_array_new(false, false, sizeof(KvmWriteTrapRange)),
+    };
+    size_t i;
 
+    for (i = 0; i < n; i++) {
+        if (!i || c[i].mr != c[i - 1].mr) {
+            g_ptr_array_add(mrs, c[i].mr);
+        }
+    }
     WITH_RCU_READ_LOCK_GUARD() {
         flatview_for_each_range(address_space_to_flatview(as),
                                 kvm_write_trap_range_cb, &r);
     }
-    *start = r.start;
-    *end = r.end;
+    return r.ranges;
+}
+
+static gint kvm_write_trap_slot_cmp(gconstpointer a, gconstpointer b)
+{
+    const KVMSlot *x = *(KVMSlot * const *)a, *y = *(KVMSlot * const *)b;
+
+    return x->start_addr < y->start_addr ? -1 : x->start_addr > y->start_addr;
+}
+
+/* The slots of @kml in use, by address: one sort for a whole batch */
+static GPtrArray *kvm_write_trap_slots(KVMMemoryListener *kml)
+{
+    GPtrArray *v = g_ptr_array_sized_new(kml->nr_slots_used);
+    int i;
+
+    for (i = 0; i < kml->nr_slots_allocated; i++) {
+        if (kml->slots[i].memory_size) {
+            g_ptr_array_add(v, &kml->slots[i]);
+        }
+    }
+    g_ptr_array_sort(v, kvm_write_trap_slot_cmp);
+    return v;
+}
+
+/* The index in @v of the first slot that ends after @addr */
+static guint kvm_write_trap_slot_at(GPtrArray *v, hwaddr addr)
+{
+    guint lo = 0, hi = v->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        KVMSlot *m = g_ptr_array_index(v, mid);
+
+        if (m->start_addr + m->memory_size <= addr) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Whether slot @b follows slot @a in guest and in host memory */
+static bool kvm_write_trap_adjacent(const KVMSlot *a, const KVMSlot *b)
+{
+    return a->start_addr + a->memory_size == b->start_addr &&
+           (uint8_t *)a->ram + a->memory_size == (uint8_t *)b->ram;
+}
+
+/* A part of a flat-view range whose slots are made again */
+typedef struct KvmWriteTrapSpan {
+    hwaddr start, end;
+    const KvmWriteTrapRange *range;
+} KvmWriteTrapSpan;
+
+/*
+ * Add to @spans the slots that hold guest-physical [@lo, @hi) of
+ * @range, with the slots right before and after them in the same range
+ * and RAM, so that slots split for a trap merge again once it is gone.
+ * Neighbours join only within the range: every other slot lookup
+ * expects a section's slots to start where the section starts.
+ */
+static void kvm_write_trap_span(GPtrArray *slots, const KvmWriteTrapRange *fr,
+                                hwaddr lo, hwaddr hi, GArray *spans)
+{
+    uint8_t *base = memory_region_get_ram_ptr(fr->mr);
+    uint8_t *mr_end = base + memory_region_size(fr->mr);
+    guint i = kvm_write_trap_slot_at(slots, lo), last;
+    KvmWriteTrapSpan sp;
+    KVMSlot *first, *end;
+
+    if (i >= slots->len ||
+        ((KVMSlot *)g_ptr_array_index(slots, i))->start_addr >= hi) {
+        return;                 /* no slot there (not mapped by KVM) */
+    }
+    for (last = i; last + 1 < slots->len &&
+         ((KVMSlot *)g_ptr_array_index(slots, last + 1))->start_addr < hi;
+         last++) {
+        /* the last slot that starts before @hi */
+    }
+    first = g_ptr_array_index(slots, i);
+    end = g_ptr_array_index(slots, last);
+    if (i > 0) {
+        KVMSlot *l = g_ptr_array_index(slots, i - 1);
+
+        if (kvm_write_trap_adjacent(l, first) && (uint8_t *)l->ram >= base &&
+            l->start_addr >= fr->start) {
+            first = l;
+        }
+    }
+    if (last + 1 < slots->len) {
+        KVMSlot *r = g_ptr_array_index(slots, last + 1);
+
+        if (kvm_write_trap_adjacent(end, r) &&
+            (uint8_t *)r->ram + r->memory_size <= mr_end &&
+            r->start_addr + r->memory_size <= fr->end) {
+            end = r;
+        }
+    }
+    sp = (KvmWriteTrapSpan) {
+        .start = MAX(first->start_addr, fr->start),
+        .end = MIN(end->start_addr + end->memory_size, fr->end),
+        .range = fr,
+    };
+    g_array_append_val(spans, sp);
+}
+
+static gint kvm_write_trap_span_cmp(gconstpointer a, gconstpointer b)
+{
+    const KvmWriteTrapSpan *x = a, *y = b;
+
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * The spans of @kml to make again for the changes @c: sorted, and
+ * merged where they overlap or touch within one flat-view range, so
+ * that each slot is deleted once however many changes it holds.
+ */
+static GArray *kvm_write_trap_spans(KVMMemoryListener *kml, GArray *ranges,
+                                    const MemoryWriteTrapChange *c, size_t n)
+{
+    g_autoptr(GPtrArray) slots = kvm_write_trap_slots(kml);
+    GArray *spans = g_array_new(false, false, sizeof(KvmWriteTrapSpan));
+    guint i, j, out;
+
+    for (i = 0; i < ranges->len; i++) {
+        const KvmWriteTrapRange *fr = &g_array_index(ranges,
+                                                     KvmWriteTrapRange, i);
+        hwaddr fr_size = fr->end - fr->start;
+
+        for (j = 0; j < n; j++) {
+            hwaddr lo, hi;
+
+            if (c[j].mr != fr->mr || c[j].offset >= fr->offset + fr_size ||
+                c[j].offset + c[j].size <= fr->offset) {
+                continue;
+            }
+            lo = MAX(c[j].offset, fr->offset) - fr->offset + fr->start;
+            hi = MIN(c[j].offset + c[j].size, fr->offset + fr_size) -
+                 fr->offset + fr->start;
+            kvm_write_trap_span(slots, fr, lo, hi, spans);
+        }
+    }
+    g_array_sort(spans, kvm_write_trap_span_cmp);
+    for (i = 1, out = 0; i < spans->len; i++) {
+        KvmWriteTrapSpan *a = &g_array_index(spans, KvmWriteTrapSpan, out);
+        KvmWriteTrapSpan *b = &g_array_index(spans, KvmWriteTrapSpan, i);
+
+        if (b->range == a->range && b->start <= a->end) {
+            a->end = MAX(a->end, b->end);
+        } else {
+            g_array_index(spans, KvmWriteTrapSpan, ++out) = *b;
+        }
+    }
+    if (spans->len) {
+        g_array_set_size(spans, out + 1);
+    }
+    return spans;
 }
 
 /*
@@ -120,8 +250,27 @@ static void kvm_write_trap_section(AddressSpace *as, hwaddr addr,
  * into QEMU's bitmap, and no vCPU ran since, so clear the new slots'
  * logs (which also write-protects their pages for the logging).
  */
+/* Whether @addr lies in one of the (sorted, disjoint) @spans */
+static bool kvm_write_trap_in_spans(GArray *spans, hwaddr addr)
+{
+    guint lo = 0, hi = spans->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        KvmWriteTrapSpan *sp = &g_array_index(spans, KvmWriteTrapSpan, mid);
+
+        if (sp->end <= addr) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < spans->len &&
+           g_array_index(spans, KvmWriteTrapSpan, lo).start <= addr;
+}
+
 static void kvm_write_trap_clear_initial_log(KVMMemoryListener *kml,
-                                             hwaddr start, hwaddr end)
+                                             GArray *spans)
 {
     KVMState *s = kvm_state;
     int i;
@@ -137,7 +286,7 @@ static void kvm_write_trap_clear_initial_log(KVMMemoryListener *kml,
         uint64_t npages;
 
         if (!mem->memory_size || !(mem->flags & KVM_MEM_LOG_DIRTY_PAGES) ||
-            mem->start_addr < start || mem->start_addr >= end) {
+            !kvm_write_trap_in_spans(spans, mem->start_addr)) {
             continue;
         }
         npages = mem->memory_size / qemu_real_host_page_size();
@@ -156,12 +305,8 @@ static void kvm_write_trap_clear_initial_log(KVMMemoryListener *kml,
     }
 }
 
-static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
-                                   uint64_t size)
+static void kvm_write_trap_changed(const MemoryWriteTrapChange *c, size_t n)
 {
-    uint8_t *base = memory_region_get_ram_ptr(mr);
-    uint8_t *lo = base + offset, *hi = lo + size;
-    uint8_t *mr_end = base + memory_region_size(mr);
     KVMState *s = kvm_state;
     int i;
 
@@ -177,46 +322,31 @@ static void kvm_write_trap_changed(MemoryRegion *mr, hwaddr offset,
     accel_ioctl_inhibit_begin();
     for (i = 0; i < s->nr_as; i++) {
         KVMMemoryListener *kml = s->as[i].ml;
-        hwaddr from = 0;
-        KVMSlot *mem;
+        g_autoptr(GArray) ranges = NULL;
+        g_autoptr(GArray) spans = NULL;
+        guint j;
 
         if (!kml) {
             continue;
         }
-        while ((mem = kvm_write_trap_find(kml, from, lo, hi))) {
-            KVMSlot *l = kvm_write_trap_next_to(kml, mem, false);
-            KVMSlot *r = kvm_write_trap_next_to(kml, mem, true);
-            hwaddr start = mem->start_addr, end = start + mem->memory_size;
-            uint8_t *ram = mem->ram;
-            MemoryRegionSection section;
-            hwaddr sec_start, sec_end;
-
-            /*
-             * Neighbours join only if they are slots of the same section
-             * of the flat view: every other slot lookup expects a
-             * section's slots to start where the section starts.
-             */
-            kvm_write_trap_section(s->as[i].as, start, &sec_start, &sec_end);
-            if (l && (uint8_t *)l->ram >= base && l->start_addr >= sec_start) {
-                start = l->start_addr;
-                ram = l->ram;
-            }
-            if (r && (uint8_t *)r->ram + r->memory_size <= mr_end &&
-                r->start_addr + r->memory_size <= sec_end) {
-                end = r->start_addr + r->memory_size;
-            }
-            section = (MemoryRegionSection) {
-                .mr = mr,
-                .offset_within_region = ram - base,
-                .offset_within_address_space = start,
-                .size = int128_make64(end - start),
+        ranges = kvm_write_trap_ranges(s->as[i].as, c, n);
+        spans = kvm_write_trap_spans(kml, ranges, c, n);
+        for (j = 0; j < spans->len; j++) {
+            KvmWriteTrapSpan *sp = &g_array_index(spans, KvmWriteTrapSpan, j);
+            MemoryRegionSection section = {
+                .mr = sp->range->mr,
+                .offset_within_region = sp->range->offset +
+                                        (sp->start - sp->range->start),
+                .offset_within_address_space = sp->start,
+                .size = int128_make64(sp->end - sp->start),
             };
-            trace_kvm_write_trap_reslot(kml->as_id, start, end - start);
+
+            trace_kvm_write_trap_reslot(kml->as_id, sp->start,
+                                        sp->end - sp->start);
             kvm_set_phys_mem(kml, &section, false);
             kvm_set_phys_mem(kml, &section, true);
-            kvm_write_trap_clear_initial_log(kml, start, end);
-            from = end;
         }
+        kvm_write_trap_clear_initial_log(kml, spans);
     }
     accel_ioctl_inhibit_end();
     qemu_mutex_unlock(&kml_slots_lock);

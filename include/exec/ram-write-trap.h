@@ -113,13 +113,22 @@ void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
 uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
                                       uint64_t len, bool *trapped);
 
+/* Pages of a RAM region whose state changed (page-aligned) */
+typedef struct MemoryWriteTrapChange {
+    MemoryRegion *mr;
+    hwaddr offset;
+    uint64_t size;
+} MemoryWriteTrapChange;
+
 /*
- * The accelerator's hook: called, with the BQL held, after the pages
- * holding [@offset, @offset + @size) of @mr changed state.  KVM uses it
- * to re-split the memslots over them.
+ * The accelerator's hook: called, with the BQL held, after the pages of
+ * @n ranges changed state (or were lifted): outside a batch at each
+ * change, within one once, at its outermost commit, with every range
+ * changed in it, sorted by region and offset (ranges may touch or
+ * overlap).  KVM uses it to re-split the memslots over them.
  */
-typedef void MemoryWriteTrapAccelFn(MemoryRegion *mr, hwaddr offset,
-                                    uint64_t size);
+typedef void MemoryWriteTrapAccelFn(const MemoryWriteTrapChange *c,
+                                    size_t n);
 void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn);
 
 /*

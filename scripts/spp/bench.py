@@ -430,7 +430,8 @@ def compare_in_lab(lab, qemu, base, guest, pypath):
            '--file', os.path.join(here, 'sppvm.py'),
            '--dir', os.path.dirname(os.__file__), '--dir', pypath, '--',
            os.path.realpath(sys.executable), me, '--compare-kvm-only',
-           os.path.realpath(qemu), os.path.realpath(base), guest, pypath]
+           os.path.realpath(qemu), os.path.realpath(base), guest, pypath,
+           firmware_dir(qemu)]
     print('bench: the KVM cases run in the nested-KVM lab', flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     result = None
@@ -446,15 +447,13 @@ def compare_in_lab(lab, qemu, base, guest, pypath):
 
 def firmware_dir(qemu):
     """Where @qemu, run from its build tree, finds its firmware."""
-    share = os.path.join(os.path.dirname(os.path.realpath(qemu)),
-                         'qemu-bundle', 'usr', 'local', 'share', 'qemu')
-    return os.path.dirname(os.path.realpath(os.path.join(share,
-                                                         'bios-256k.bin')))
+    return os.path.join(os.path.dirname(os.path.realpath(qemu)),
+                        'qemu-bundle', 'usr', 'local', 'share', 'qemu')
 
 
-def compare_builds(qemu, base, guest, pypath, accel):
+def compare_builds(qemu, base, guest, accel, fw_dir):
     # In the lab only the first binary's firmware is there: both use it.
-    fw = ['-L', firmware_dir(qemu)]
+    fw = ['-L', fw_dir]
     return compare({'baseline': (base, fw), 'this tree': (qemu, fw)},
                    guest, accel)
 
@@ -462,9 +461,9 @@ def compare_builds(qemu, base, guest, pypath, accel):
 def compare_main():
     """bench.py --compare QEMU BASE_QEMU BASE_NAME GUEST PYPATH OUT.md"""
     if sys.argv[1] == '--compare-kvm-only':
-        qemu, base, guest, pypath = sys.argv[2:6]
+        qemu, base, guest, pypath, fw_dir = sys.argv[2:7]
         sys.path.insert(0, pypath)
-        r = compare_builds(qemu, base, guest, pypath, 'kvm')
+        r = compare_builds(qemu, base, guest, 'kvm', fw_dir)
         print('bench-json: ' + json.dumps(r), flush=True)
         return
     qemu, base, base_name, guest, pypath, out_path = sys.argv[2:8]
@@ -472,10 +471,12 @@ def compare_main():
     lab = load_kvm_lab()
     kind, _ = lab.host_kvm()
     where = os.environ.get('SPP_KVM', 'auto')
-    res = {'tcg': compare_builds(qemu, base, guest, pypath, 'tcg')}
+    res = {'tcg': compare_builds(qemu, base, guest, 'tcg',
+                                 firmware_dir(qemu))}
     if where == 'host' or (where == 'auto' and kind == 'hardware'):
         kvm_label = f'KVM ({kind})'
-        res['kvm'] = compare_builds(qemu, base, guest, pypath, 'kvm')
+        res['kvm'] = compare_builds(qemu, base, guest, 'kvm',
+                                    firmware_dir(qemu))
     else:
         kvm_label = 'KVM (nested: kvm_amd on TCG\'s SVM, in the lab)'
         res['kvm'] = compare_in_lab(lab, qemu, base, guest, pypath)
