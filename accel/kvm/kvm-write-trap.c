@@ -242,14 +242,6 @@ static GArray *kvm_write_trap_spans(KVMMemoryListener *kml, GArray *ranges,
     return spans;
 }
 
-/*
- * A slot re-created while its pages are dirty-logged starts, with
- * KVM_DIRTY_LOG_INITIALLY_SET, with every page dirty: repeated
- * protection changes during migration would send the whole neighbouring
- * RAM again each round.  Deleting the old slot synced its dirty pages
- * into QEMU's bitmap, and no vCPU ran since, so clear the new slots'
- * logs (which also write-protects their pages for the logging).
- */
 /* Whether @addr lies in one of the (sorted, disjoint) @spans */
 static bool kvm_write_trap_in_spans(GArray *spans, hwaddr addr)
 {
@@ -269,6 +261,14 @@ static bool kvm_write_trap_in_spans(GArray *spans, hwaddr addr)
            g_array_index(spans, KvmWriteTrapSpan, lo).start <= addr;
 }
 
+/*
+ * A slot re-created while its pages are dirty-logged starts, with
+ * KVM_DIRTY_LOG_INITIALLY_SET, with every page dirty: repeated
+ * protection changes during migration would send the whole neighbouring
+ * RAM again each round.  Deleting the old slot synced its dirty pages
+ * into QEMU's bitmap, and no vCPU ran since, so clear the new slots'
+ * logs (which also write-protects their pages for the logging).
+ */
 static void kvm_write_trap_clear_initial_log(KVMMemoryListener *kml,
                                              GArray *spans)
 {
