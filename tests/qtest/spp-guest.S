@@ -481,11 +481,6 @@ ap_wait:
         lock incl SPP_SMP_DONE
         jmp     ap_wait
 
-/*
- * The APs start here in real mode, at AP_ENTRY_PHYS: this 4 KiB page of
- * the image as the chipset shows it below 1 MiB (the image ends at
- * 0xfffff).
- */
 /* One store whose writer the test checks: see SPP_CMD_WRITERS. */
 cmd_writers:
         movl    SPP_MB_ARG, %ecx
@@ -669,6 +664,11 @@ wr_edge_store:
         movl    %ecx, (%edi)
         /* the next instruction is on SPP_EDGE_PAGE */
 
+/*
+ * The APs start here in real mode, at AP_ENTRY_PHYS: this 4 KiB page of
+ * the image as the chipset shows it below 1 MiB (the image ends at
+ * 0xfffff).
+ */
         .org    AP_ENTRY_OFFSET
         .code16
 ap_entry:
