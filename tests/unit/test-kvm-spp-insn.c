@@ -95,6 +95,7 @@ static const InsnCase cases[] = {
     { "rep stos %al,%es:(%rdi)", 64, "f3aa", SPP_X86_STORE, RDI, 1 },
     { "rep stos %rax,%es:(%rdi)", 64, "f348ab", SPP_X86_STORE, RDI, 8 },
     { "movsl %fs:(%rsi),%es:(%rdi)", 64, "64a5", SPP_X86_STORE, RDI, 4 },
+    { "rex.W insl (%dx),%es:(%rdi)", 64, "486d", SPP_X86_STORE, RDI, 4 },
     { "movabs %eax,0x1122334455667788", 64, "a38877665544332211",
       SPP_X86_STORE, 0x1122334455667788ULL, 4 },
     { "movabs %al,0x11223344 (addr32)", 64, "67a244332211",

@@ -363,13 +363,19 @@ static SppX86Decode spp_x86_reg_dest(SppX86Dec *d, int seg, unsigned reg,
     return SPP_X86_STORE;
 }
 
-/* The operand size of an instruction whose byte form is the even opcode */
+/*
+ * The operand size of an instruction whose byte form is the even opcode
+ * (INS has no 64-bit form: REX.W leaves it at 4 bytes)
+ */
 static unsigned spp_x86_osize(const SppX86Dec *d)
 {
     if (!(d->op & 1)) {
         return 1;
     }
-    return d->rex_w ? 8 : (d->ctx->code_bits == 16) != d->opsize ? 2 : 4;
+    if (d->rex_w && d->op != 0x6d) {
+        return 8;
+    }
+    return (d->ctx->code_bits == 16) != d->opsize ? 2 : 4;
 }
 
 /* MOV moffs, AL/rAX (0xa2, 0xa3): the address follows the opcode. */
