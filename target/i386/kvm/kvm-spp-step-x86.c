@@ -183,6 +183,7 @@ static int kvm_spp_x86_single_step(CPUState *cs, struct kvm_run *run)
     int sstep = kvm_spp_sstep_flags();
     Error *err = NULL;
     int r, tries = 0, exit_reason = -1;
+    bool kicked = false;
 
     if (!sstep) {
         error_report("sub-page protection: this KVM cannot single-step");
@@ -201,7 +202,11 @@ static int kvm_spp_x86_single_step(CPUState *cs, struct kvm_run *run)
     while (!r && tries++ < KVM_SPP_STEP_MAX_RUNS) {
         r = kvm_vcpu_ioctl(cs, KVM_RUN, 0);
         if (r == -EINTR || r == -EAGAIN) {
-            /* A kick: kvm_cpu_exec() sees cpu->exit_request later. */
+            /*
+             * A kick (run_on_cpu() work, an exit request): finish the
+             * step first, then honour it (below).
+             */
+            kicked = true;
             qatomic_set(&run->immediate_exit, 0);
             /* as kvm_eat_signals(): immediate_exit before exit_request */
             smp_wmb();
@@ -221,6 +226,16 @@ static int kvm_spp_x86_single_step(CPUState *cs, struct kvm_run *run)
     }
     cs->singlestep_enabled = saved;
     kvm_update_guest_debug(cs, 0);
+    if (kicked) {
+        /*
+         * The kick this loop took must still end kvm_cpu_exec(): work
+         * queued by run_on_cpu() sets no exit request, and a guest that
+         * does not exit again would leave its caller (the main loop,
+         * with the monitor) waiting for ever.  The next KVM_RUN returns
+         * at once.
+         */
+        qatomic_set(&run->immediate_exit, 1);
+    }
     return exit_reason;
 }
 
