@@ -388,15 +388,15 @@ def measure(qemu, guest, accel, floor=None, linux=(None, None)):
     return r
 
 
-def compare(builds, guest, accel):
+def compare(builds, guest, accel, rounds=3):
     """
     Sections 1 and 2 and the violation-to-event latency for each build
-    in @builds (name -> (qemu, extra arguments)), twice, the second time
-    in the other order; the lower figure of the two is kept.
+    in @builds (name -> (qemu, extra arguments)), @rounds times, every
+    other round in the other order; the median is kept.
     """
     runs = {name: [] for name in builds}
     order = list(builds)
-    for rnd in range(2):
+    for rnd in range(rounds):
         for name in order if rnd == 0 else order[::-1]:
             qemu, extra = builds[name]
             print(f'bench: {name}, {accel}, round {rnd + 1}', flush=True)
@@ -408,12 +408,12 @@ def compare(builds, guest, accel):
 
     def low(vals):
         vals = [v for v in vals if v is not None]
-        return min(vals) if vals else None
+        return statistics.median(vals) if vals else None
 
     res = {}
     for name, rs in runs.items():
         res[name] = {
-            'stores': {k: low(r['stores'][k] for r in rs) for k in 'abcd'},
+            'stores': {k: low(r['stores'][k] for r in rs) for k in 'abcde'},
             'kinds': [low(r['kinds'][i] for r in rs)
                       for i in range(len(STORE_KINDS))],
             'latency': low(r['latency'] for r in rs)}
@@ -485,7 +485,8 @@ def compare_main():
             for k, name in (('a', 'unprotected page'),
                             ('b', 'writable sub-page of a protected page'),
                             ('c', 'protected sub-page, policy block'),
-                            ('d', 'unrelated page, 10,000 protected'))]
+                            ('d', 'unrelated page, 10,000 protected'),
+                            ('e', 'QEMU\'s own MMIO store (pc-testdev)'))]
     rows += [(f'2 {name}', lambda r, i=i: r['kinds'][i])
              for i, (name, _, _) in enumerate(STORE_KINDS)]
     rows.append(('violation to event, median (us)',
@@ -499,9 +500,10 @@ def compare_main():
            'rate-limited as there, so the writer is looked up only for '
            'the few events sent) and the violation-to-event latency of '
            'section 5 (every event sent, each with its writer), for both '
-           'builds in one run: each case twice, the second round in the '
-           'other order, the lower figure kept.  A ratio above 1.0 is '
-           'this tree slower.', '',
+           'builds in one run: each case three times, every other round '
+           'in the other order, the median kept.  A ratio above 1.0 is '
+           'this tree slower; on a small shared host, TCG figures move by '
+           'up to 30% from run to run.', '',
            '| case | ' + ' | '.join(
                f'{label[a]} baseline | {label[a]} this tree | ratio'
                for a in ('tcg', 'kvm')) + ' |',

@@ -2541,6 +2541,44 @@ static void tap_send_frame(const char *ifname, uint8_t fill, size_t len)
  * path is judged: a frame received into a buffer across a protected
  * sub-page lands around it and the protected bytes stay.
  */
+/*
+ * Work queued on a vCPU (run_on_cpu(): HMP "info registers", the
+ * paravirtual-area poll) while it single-steps a store for the step
+ * fallback is done: the step once took the kick for itself, and the
+ * vCPU then stayed in the guest until its next exit while the monitor
+ * waited.  The guest makes movq stores across into a protected page
+ * (each one a step) and then spins without exits; every monitor call
+ * must come back.  (The stores write zeros over the protected zeros:
+ * the step, which judges what changed, counts no violation there.)
+ */
+static void test_kvm_step_kick(void)
+{
+    QTestState *qts = start_guest("kvm", "-spp event-rate=1");
+    uint32_t done = qtest_readl(qts, SPP_MB_DONE);
+    gint64 deadline = g_get_monotonic_time() + 6 * GUEST_TIMEOUT_US;
+    unsigned calls = 0, i;
+
+    set_subpage(qts, GFN_P, 1, 0xffff0000);
+    set_subpage(qts, GFN_P + 1, 1, 0xfffffffe);
+    qtest_writel(qts, SPP_MB_KIND, SPP_KIND_MOVQ_XMM);
+    qtest_writel(qts, SPP_MB_ADDR, SPP_PAGE_P + 0xffc);
+    qtest_writel(qts, SPP_MB_ARG, 3000);
+    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_KIND_LOOP);
+    do {
+        g_free(qtest_hmp(qts, "info registers"));
+        calls++;
+        g_assert(g_get_monotonic_time() < deadline);
+    } while (qtest_readl(qts, SPP_MB_DONE) == done);
+    /* the guest spins in its command loop now, without an exit */
+    for (i = 0; i < 20; i++) {
+        g_free(qtest_hmp(qts, "info registers"));
+    }
+    g_test_message("%u monitor calls during the stores", calls);
+    /* the stores ran: the writable half of the last one (ARG counts down) */
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P + 0xffc), ==, 1);
+    qtest_quit(qts);
+}
+
 static void test_kvm_tap_rx(void)
 {
     QTestState *qts;
@@ -2937,6 +2975,7 @@ int main(int argc, char **argv)
         qtest_add_func("/spp/kvm/pv-kvmclock", test_kvm_pv_kvmclock);
 #ifdef CONFIG_LINUX
         qtest_add_func("/spp/kvm/tap-rx", test_kvm_tap_rx);
+        qtest_add_func("/spp/kvm/step-kick", test_kvm_step_kick);
 #endif
     }
 
