@@ -420,6 +420,21 @@ def compare(builds, guest, accel, rounds=3):
     return res
 
 
+def lab_results(cmd):
+    """Run @cmd (kvm-lab.py and its arguments); the "bench-json:" result."""
+    print('bench: the KVM cases run in the nested-KVM lab', flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    result = None
+    for line in proc.stdout:
+        if line.startswith('bench-json: '):
+            result = json.loads(line[len('bench-json: '):])
+        else:
+            print(line, end='', flush=True)
+    if proc.wait() or result is None:
+        sys.exit('bench: the KVM cases failed in the lab')
+    return result
+
+
 def compare_in_lab(lab, qemu, base, guest, pypath):
     """compare() under KVM, inside the nested-KVM lab."""
     me = os.path.abspath(__file__)
@@ -432,17 +447,7 @@ def compare_in_lab(lab, qemu, base, guest, pypath):
            os.path.realpath(sys.executable), me, '--compare-kvm-only',
            os.path.realpath(qemu), os.path.realpath(base), guest, pypath,
            firmware_dir(qemu)]
-    print('bench: the KVM cases run in the nested-KVM lab', flush=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    result = None
-    for line in proc.stdout:
-        if line.startswith('bench-json: '):
-            result = json.loads(line[len('bench-json: '):])
-        else:
-            print(line, end='', flush=True)
-    if proc.wait() or result is None:
-        sys.exit('bench: the KVM cases failed in the lab')
-    return result
+    return lab_results(cmd)
 
 
 def firmware_dir(qemu):
@@ -549,17 +554,7 @@ def measure_in_lab(lab, qemu, guest, pypath, floor):
     py = os.path.realpath(sys.executable)
     cmd += ['--', py, me, '--kvm-only', os.path.realpath(qemu), guest,
             pypath, kernel, initrd] + ([floor] if floor else [])
-    print('bench: the KVM cases run in the nested-KVM lab', flush=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    result = None
-    for line in proc.stdout:
-        if line.startswith('bench-json: '):
-            result = json.loads(line[len('bench-json: '):])
-        else:
-            print(line, end='', flush=True)
-    if proc.wait() or result is None:
-        sys.exit('bench: the KVM cases failed in the lab')
-    return result
+    return lab_results(cmd)
 
 
 def kvm_only():

@@ -76,6 +76,26 @@
         movl    %eax, %cr4
         .endm
 
+/* 32-bit paging with PSE, the page directory at SPP_MB_ADDR (the test's) */
+        .macro  paging_on
+        movl    SPP_MB_ADDR, %eax
+        movl    %eax, %cr3
+        movl    %cr4, %eax
+        orl     $0x10, %eax             /* PSE */
+        movl    %eax, %cr4
+        movl    %cr0, %eax
+        orl     $0x80000000, %eax       /* PG */
+        movl    %eax, %cr0
+        jmp     1f
+1:
+        .endm
+
+        .macro  paging_off
+        movl    %cr0, %eax
+        andl    $0x7fffffff, %eax       /* PG */
+        movl    %eax, %cr0
+        .endm
+
         .code16
         .section .text
         .globl _start
@@ -320,25 +340,14 @@ cmd_kind_loop:
         jmp     cmd_done
 
 cmd_paging:
-        movl    SPP_MB_ADDR, %eax
-        movl    %eax, %cr3
-        movl    %cr4, %eax
-        orl     $0x10, %eax             /* PSE */
-        movl    %eax, %cr4
-        movl    %cr0, %eax
-        orl     $0x80000000, %eax       /* PG */
-        movl    %eax, %cr0
-        jmp     1f
-1:
+        paging_on
         movl    SPP_MB_ARG, %ecx
 2:
         movl    %ecx, SPP_PAGED_STORE
         movl    SPP_PAGED_LOAD, %eax
         decl    %ecx
         jnz     2b
-        movl    %cr0, %eax
-        andl    $0x7fffffff, %eax
-        movl    %eax, %cr0
+        paging_off
         jmp     cmd_done
 
 cmd_writer:
@@ -494,16 +503,7 @@ cmd_writers:
         cmpl    $SPP_WR_MOFFS, %eax
         je      wr_moffs
         call    sys_tables
-        movl    SPP_MB_ADDR, %eax
-        movl    %eax, %cr3
-        movl    %cr4, %eax
-        orl     $0x10, %eax             /* PSE */
-        movl    %eax, %cr4
-        movl    %cr0, %eax
-        orl     $0x80000000, %eax       /* PG */
-        movl    %eax, %cr0
-        jmp     1f
-1:
+        paging_on
         movl    SPP_MB_ARG, %ecx
         cmpl    $SPP_WR_EDGE, SPP_MB_KIND
         je      wr_edge
@@ -630,9 +630,7 @@ page_fault:
         lock incl SPP_MB_FAULTS
         /* fall through */
 sys_return:
-        movl    %cr0, %eax
-        andl    $0x7fffffff, %eax       /* paging off */
-        movl    %eax, %cr0
+        paging_off
         flat_data_sse
         movl    $SPP_STACK_TOP, %esp
         jmp     cmd_done
