@@ -9,8 +9,12 @@
 """Regenerate patches/ from an assembled tree.
 
 Every upstream file that differs between the base tree and the assembled
-tree belongs to exactly one patch.  A patch keeps its subject and
-explanation; only its diff is regenerated.  A changed file that no patch
+tree belongs to a patch.  A patch keeps its subject and explanation;
+only its diff is regenerated.  A file several patches change (as quilt
+does it): the earlier patches keep their diffs of it as they are, and
+the last one takes the difference between the file after the earlier
+ones and the tree; to move a change between them, edit the earlier
+patch's diff by hand.  A changed file that no patch
 owns yet gets a new patch, with a subject to edit.  A changed file of our
 own (a file the repository holds) is copied back into the repository.
 
@@ -34,11 +38,12 @@ IGNORE = {'__pycache__', '.spp-base-pin'}
 
 
 class Patch:
-    def __init__(self, name, subject, body, files):
+    def __init__(self, name, subject, body, files, diffs=None):
         self.name = name
         self.subject = subject
         self.body = body
         self.files = files
+        self.diffs = diffs or {}    # path -> its diff text in the patch
 
 
 def read_series(patch_dir):
@@ -62,7 +67,12 @@ def read_series(patch_dir):
         body = rest.split('\n---\n', 1)[0]
         body = re.sub(r'\n*Signed-off-by: .*\n*$', '', body.strip('\n'))
         files = re.findall(r'^diff --git a/(\S+) b/', text, re.M)
-        patches.append(Patch(name, subject, body, files))
+        diffs = {}
+        tail = text.rsplit('\n-- \n', 1)[0] + '\n'
+        parts = re.split(r'^(?=diff --git a/)', tail, flags=re.M)[1:]
+        for part in parts:
+            diffs[re.match(r'diff --git a/(\S+) b/', part).group(1)] = part
+        patches.append(Patch(name, subject, body, files, diffs))
     return patches
 
 
@@ -121,8 +131,34 @@ def read_lines(path):
         return f.read().splitlines(keepends=True)
 
 
-def file_diff(base, tree, path):
-    a = read_lines(os.path.join(base, path))
+def diff_counts(text):
+    body = text.splitlines()
+    start = next((i for i, x in enumerate(body) if x.startswith('@@')),
+                 len(body))
+    plus = sum(1 for x in body[start:] if x.startswith('+'))
+    minus = sum(1 for x in body[start:] if x.startswith('-'))
+    return plus, minus
+
+
+def apply_diff(path, lines, diff_text):
+    """@lines (a file's content) with @diff_text applied, or exit."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        target = os.path.join(d, 'f')
+        with open(target, 'w', encoding='utf-8',
+                  errors='surrogateescape') as f:
+            f.writelines(lines)
+        r = subprocess.run(['patch', '-s', '--batch', '-F0', '-p1',
+                            '--no-backup-if-mismatch', target],
+                           input=diff_text, text=True, capture_output=True)
+        if r.returncode != 0:
+            sys.exit(f'update-patches: an earlier patch\'s diff of {path} '
+                     f'does not apply any more:\n{r.stdout}{r.stderr}')
+        return read_lines(target)
+
+
+def file_diff(base, tree, path, before=None):
+    a = read_lines(os.path.join(base, path)) if before is None else before
     b = read_lines(os.path.join(tree, path))
     out = [f'diff --git a/{path} b/{path}\n']
     old, new = f'a/{path}', f'b/{path}'
@@ -142,13 +178,20 @@ def file_diff(base, tree, path):
     return ''.join(out), plus, minus
 
 
-def render(patch, base, tree):
+def render(patch, base, tree, before):
+    """@before: path -> the file's lines after the earlier patches, for
+    the files earlier patches change too."""
     diffs = []
     stats = []
     total_plus = total_minus = 0
     width = max(len(p) for p in patch.files)
     for path in patch.files:
-        text, plus, minus = file_diff(base, tree, path)
+        if path in patch.kept:
+            text = patch.diffs[path]
+            plus, minus = diff_counts(text)
+        else:
+            text, plus, minus = file_diff(base, tree, path,
+                                          before.get(path))
         diffs.append(text)
         total_plus += plus
         total_minus += minus
@@ -216,17 +259,27 @@ def main():
             print(f'update-patches: new file {path} added to the repository '
                   '(git add it)')
 
-    owner = {}
+    owner = {}          # path -> the last patch that changes it
     for p in patches:
+        p.kept = set()
         for f in p.files:
             if f in owner:
-                sys.exit(f'update-patches: {f} is in both {owner[f].name} '
-                         f'and {p.name}; an upstream file belongs to one patch')
+                owner[f].kept.add(f)
             owner[f] = p
     orphans = [f for f in changed if f not in owner]
+    # A file's content after the patches before its last owner.
+    before = {}
+    for p in patches:
+        for f in sorted(p.kept):
+            if f not in before:
+                before[f] = read_lines(os.path.join(args.base, f))
+            before[f] = apply_diff(f, before[f], p.diffs[f])
     kept = []
     for p in patches:
-        p.files = [f for f in p.files if f in changed]
+        # The last owner of a file drops it if the earlier ones did it all.
+        p.files = [f for f in p.files if f in p.kept or
+                   (f in changed and before.get(f) != read_lines(
+                       os.path.join(args.tree, f)))]
         if p.files:
             kept.append(p)
         else:
@@ -238,6 +291,7 @@ def main():
         subject = f'{f}: SPP hook'
         body = f'TODO: explain why {f} changes.'
         p = Patch(f'{number:04d}-{slug(f)}.patch', subject, body, [f])
+        p.kept = set()
         kept.append(p)
         number += 1
         print(f'update-patches: new patch {p.name} for {f}: edit its '
@@ -251,7 +305,7 @@ def main():
                 os.remove(os.path.join(out, old.name))
     for p in kept:
         p.files.sort()
-        text = render(p, args.base, args.tree)
+        text = render(p, args.base, args.tree, before)
         with open(os.path.join(out, p.name), 'w', encoding='utf-8') as f:
             f.write(text)
     with open(os.path.join(out, 'series'), 'w', encoding='utf-8') as f:
