@@ -24,6 +24,7 @@
 #include "exec/ram_addr.h"
 #include "exec/ram-write-trap.h"
 #include "hw/core/cpu.h"
+#include "system/qtest.h"
 #include "system/runstate.h"
 #include "system/tcg.h"
 #include "trace.h"
@@ -262,6 +263,11 @@ void memory_write_trap_set_handler(const MemoryWriteTrapOps *ops)
 void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn)
 {
     write_trap_accel_fn = fn;
+}
+
+bool memory_write_trap_accel_ready(void)
+{
+    return tcg_enabled() || qtest_enabled() || write_trap_accel_fn;
 }
 
 uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,

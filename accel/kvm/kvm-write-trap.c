@@ -26,8 +26,7 @@
 #include "system/kvm.h"
 #include "system/kvm_int.h"
 #include "system/kvm-spp.h"
-/* its trace events are SPP's (system/spp/trace-events) */
-#include "system/spp/trace.h"
+#include "trace.h"
 
 /* A range of the flat view that maps RAM a change touched */
 typedef struct KvmWriteTrapRange {

@@ -132,6 +132,14 @@ typedef void MemoryWriteTrapAccelFn(const MemoryWriteTrapChange *c,
 void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn);
 
 /*
+ * Whether vCPU stores to trapped pages reach the handler under the
+ * accelerator in use: TCG's always do, and qtest has no vCPU that runs;
+ * another accelerator's do once it has installed its hook.  A user of
+ * the facility should refuse traps it could not see a vCPU go through.
+ */
+bool memory_write_trap_accel_ready(void);
+
+/*
  * Whether a write of @size bytes at @addr of @as, made with @attrs,
  * would reach a trapped page (and lies within it).
  */

@@ -22,6 +22,7 @@
 #include "qapi/error.h"
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
+#include "qemu/accel.h"
 #include "system/hostmem.h"
 #include "system/spp-backend.h"
 #include "trace.h"
@@ -291,6 +292,11 @@ static bool spp_trap_update(const SppRange *r, size_t n, const uint32_t *old,
     bool dropped = false;
     size_t i;
 
+    if (!memory_write_trap_accel_ready()) {
+        error_setg(errp, "the %s accelerator does not trap vCPU writes to "
+                   "protected pages in this build", current_accel_name());
+        return false;
+    }
     spp_trap_init();
     memory_write_trap_begin();
     for (i = 0; i < n; i++) {
