@@ -24,29 +24,8 @@ if [ -f "$stamp" ] && [ -d "$SRC" ] && [ -z "${SPP_DISCARD_SRC_EDITS:-}" ]; then
     fi
 fi
 
-step assemble "laying our files over the base"
-rm -rf "$STAGE"
-cp -al "$BASE" "$STAGE"
-rm -f "$STAGE/.spp-base-pin"
-overlay_files | while read -r f; do
-    mkdir -p "$STAGE/$(dirname "$f")"
-    # Never write through the hard link into the pristine base.  Keep
-    # the file's time, so update-patches can tell an edit made in
-    # build/src (newer) from one made in the repository.
-    cp -p --remove-destination "$TOP/$f" "$STAGE/$f" ||
-        die "cannot copy $f"
-done
-
-step patch "applying patches/series"
-while read -r p; do
-    [ -f "$TOP/patches/$p" ] || die "patches/series names missing file patches/$p"
-    if ! out=$(patch -d "$STAGE" -p1 --forward --batch -F0 \
-               --no-backup-if-mismatch -i "$TOP/patches/$p" 2>&1); then
-        echo "$out" >&2
-        rm -rf "$STAGE"
-        die "patches/$p does not apply to the base"
-    fi
-done < <(series_patches)
+step assemble "laying our files over the base, applying patches/series"
+stage_tree "$STAGE"
 
 step sync "updating $SRC"
 mkdir -p "$SRC"
