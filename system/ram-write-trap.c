@@ -29,8 +29,8 @@
 #include "system/tcg.h"
 #include "trace.h"
 
-static const MemoryWriteTrapOps *write_trap_ops_handler;
-static MemoryWriteTrapAccelFn *write_trap_accel_fn;
+static QLIST_HEAD(, MemoryWriteTrapListener) write_trap_listeners =
+    QLIST_HEAD_INITIALIZER(write_trap_listeners);
 static MemoryRegion write_trap_mr;
 static uint64_t write_trap_pages;
 
@@ -43,7 +43,7 @@ static WriteTrapLifted write_trap_lifted[MEMORY_WRITE_TRAP_MAX_LIFTED];
 static unsigned write_trap_nlifted;
 static unsigned write_trap_depth;
 static bool write_trap_flush_pending;
-/* MemoryWriteTrapChange: what the accelerator learns at the commit */
+/* MemoryWriteTrapChange: what the listeners learn at the commit */
 static GArray *write_trap_changes;
 
 __thread MemoryWriteTrapStore memory_write_trap_cur_store;
@@ -128,24 +128,32 @@ void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
 static void write_trap_store(hwaddr addr, uint64_t data, unsigned size,
                              MemTxAttrs attrs)
 {
-    const MemoryWriteTrapOps *h = write_trap_ops_handler;
     ram_addr_t offset;
     RAMBlock *rb = qemu_ram_block_from_host(qemu_map_ram_ptr(NULL, addr),
                                             false, &offset);
+    RAMWriteTrap *t;
+    MemoryWriteTrapHandler *h;
 
-    /* Writes reach this region only once a trap was set: h is there. */
-    assert(rb && h);
+    assert(rb);
+    RCU_READ_LOCK_GUARD();
+    t = qatomic_rcu_read(&rb->write_trap);
+    if (!t) {
+        /* A stale TLB entry or write cache: the block's last trap went. */
+        memory_region_ram_write_masked(rb->mr, offset, data, size, 0xff);
+        return;
+    }
     /*
      * A write cache of a block with traps, or a stale TLB entry, also
      * brings writes to pages that are not trapped (any more, or yet):
      * the handler judges those too, which keeps them ordered with its
      * changes.
      */
-    h->lock();
+    h = t->handler;
+    h->lock(h);
     memory_region_ram_write_masked(rb->mr, offset, data, size,
-                                   h->judge(rb->mr, offset, size, attrs,
+                                   h->judge(h, rb->mr, offset, size, attrs,
                                             data));
-    h->unlock();
+    h->unlock(h);
 }
 
 /*
@@ -222,6 +230,8 @@ bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
     ram_addr_t offset;
     MemoryRegion *mr;
     RAMBlock *rb;
+    RAMWriteTrap *t;
+    MemoryWriteTrapHandler *h;
     void *host;
 
     assert(size >= 1 && size <= 8);
@@ -232,12 +242,13 @@ bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
     }
     host = qemu_map_ram_ptr(NULL, xlat);
     rb = qemu_ram_block_from_host(host, false, &offset);
-    if (!rb || !memory_region_write_trapped(rb->mr, offset)) {
+    t = rb ? qatomic_rcu_read(&rb->write_trap) : NULL;
+    if (!t || !test_bit(offset >> qemu_target_page_bits(), t->map)) {
         return false;
     }
-    write_trap_ops_handler->lock();
-    mask = write_trap_ops_handler->judge(rb->mr, offset, size, attrs,
-                                         data) & full;
+    h = t->handler;
+    h->lock(h);
+    mask = h->judge(h, rb->mr, offset, size, attrs, data) & full;
     if (mask != full) {
         /* Blocked in part: no atomicity to keep, only what may land. */
         memory_region_ram_write_masked(rb->mr, offset, data, size, mask);
@@ -245,7 +256,7 @@ bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
         fn(host, opaque);
         invalidate_and_set_dirty(rb->mr, offset, size);
     }
-    write_trap_ops_handler->unlock();
+    h->unlock(h);
     return true;
 }
 
@@ -254,20 +265,44 @@ bool memory_region_is_write_trap(MemoryRegion *mr)
     return mr == &write_trap_mr;
 }
 
-void memory_write_trap_set_handler(const MemoryWriteTrapOps *ops)
+void memory_write_trap_listener_register(MemoryWriteTrapListener *l)
 {
-    assert(!write_trap_pages);
-    write_trap_ops_handler = ops;
+    assert(bql_locked());
+    QLIST_INSERT_HEAD(&write_trap_listeners, l, next);
 }
 
-void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn)
+void memory_write_trap_listener_unregister(MemoryWriteTrapListener *l)
 {
-    write_trap_accel_fn = fn;
+    assert(bql_locked());
+    QLIST_REMOVE(l, next);
+}
+
+/* Whether a listener keeps the vCPUs' stores off trapped pages. */
+static bool write_trap_vcpu_listener(void)
+{
+    MemoryWriteTrapListener *l;
+
+    QLIST_FOREACH(l, &write_trap_listeners, next) {
+        if (l->vcpu_stores) {
+            return true;
+        }
+    }
+    return false;
 }
 
 bool memory_write_trap_accel_ready(void)
 {
-    return tcg_enabled() || qtest_enabled() || write_trap_accel_fn;
+    return tcg_enabled() || qtest_enabled() || write_trap_vcpu_listener();
+}
+
+static void write_trap_tell_listeners(const MemoryWriteTrapChange *c,
+                                      size_t n)
+{
+    MemoryWriteTrapListener *l;
+
+    QLIST_FOREACH(l, &write_trap_listeners, next) {
+        l->changed(l, c, n);
+    }
 }
 
 uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
@@ -303,17 +338,17 @@ uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
     return MIN(len, (next - page) << bits);
 }
 
-/* Tell the accelerator of a change now, or at the batch's commit. */
-static void write_trap_tell_accel(MemoryRegion *mr, hwaddr offset,
-                                  uint64_t size, bool now)
+/* Tell the listeners of a change now, or at the batch's commit. */
+static void write_trap_tell(MemoryRegion *mr, hwaddr offset, uint64_t size,
+                            bool now)
 {
     MemoryWriteTrapChange c = { .mr = mr, .offset = offset, .size = size };
 
-    if (!write_trap_accel_fn) {
+    if (QLIST_EMPTY(&write_trap_listeners)) {
         return;
     }
     if (now || !write_trap_depth) {
-        write_trap_accel_fn(&c, 1);
+        write_trap_tell_listeners(&c, 1);
         return;
     }
     if (!write_trap_changes) {
@@ -333,8 +368,8 @@ static gint write_trap_change_cmp(gconstpointer a, gconstpointer b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* The changes of a batch, to the accelerator in one call */
-static void write_trap_tell_accel_batch(void)
+/* The changes of a batch, to each listener in one call */
+static void write_trap_tell_batch(void)
 {
     GArray *c = write_trap_changes;
     guint i;
@@ -344,15 +379,17 @@ static void write_trap_tell_accel_batch(void)
     }
     write_trap_changes = NULL;
     g_array_sort(c, write_trap_change_cmp);
-    write_trap_accel_fn(&g_array_index(c, MemoryWriteTrapChange, 0), c->len);
+    write_trap_tell_listeners(&g_array_index(c, MemoryWriteTrapChange, 0),
+                              c->len);
     for (i = 0; i < c->len; i++) {
         memory_region_unref(g_array_index(c, MemoryWriteTrapChange, i).mr);
     }
     g_array_free(c, true);
 }
 
-void memory_region_lift_write_trap(MemoryRegion *mr, hwaddr offset,
-                                   bool lifted)
+void memory_region_lift_write_trap(MemoryRegion *mr,
+                                   MemoryWriteTrapHandler *handler,
+                                   hwaddr offset, bool lifted)
 {
     RAMBlock *rb = mr->ram_block;
     uint64_t page = offset >> qemu_target_page_bits();
@@ -360,9 +397,10 @@ void memory_region_lift_write_trap(MemoryRegion *mr, hwaddr offset,
 
     assert(bql_locked());
     assert(!lifted || memory_region_write_trapped(mr, offset));
-    if (!write_trap_accel_fn) {
+    if (!write_trap_vcpu_listener()) {
         /* No accelerator to tell: the trap itself goes (x-spp-step). */
-        memory_region_set_write_trap(mr, offset & qemu_target_page_mask(),
+        memory_region_set_write_trap(mr, handler,
+                                     offset & qemu_target_page_mask(),
                                      qemu_target_page_size(), !lifted);
         return;
     }
@@ -384,8 +422,8 @@ void memory_region_lift_write_trap(MemoryRegion *mr, hwaddr offset,
     } else {
         write_trap_lifted[i] = write_trap_lifted[--write_trap_nlifted];
     }
-    write_trap_tell_accel(mr, offset & qemu_target_page_mask(),
-                          qemu_target_page_size(), true);
+    write_trap_tell(mr, offset & qemu_target_page_mask(),
+                    qemu_target_page_size(), true);
 }
 
 uint64_t memory_write_trap_count(void)
@@ -466,7 +504,7 @@ void memory_write_trap_commit(void)
     if (--write_trap_depth) {
         return;
     }
-    write_trap_tell_accel_batch();
+    write_trap_tell_batch();
     if (!write_trap_flush_pending) {
         return;
     }
@@ -474,8 +512,9 @@ void memory_write_trap_commit(void)
     write_trap_flush_tlbs(true);
 }
 
-void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
-                                  uint64_t size, bool trap)
+void memory_region_set_write_trap(MemoryRegion *mr,
+                                  MemoryWriteTrapHandler *handler,
+                                  hwaddr offset, uint64_t size, bool trap)
 {
     RAMBlock *rb = mr->ram_block;
     unsigned bits = qemu_target_page_bits();
@@ -487,7 +526,7 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
     assert(bql_locked());
     assert(rb && memory_region_is_ram(mr) && size);
     assert(offset < rb->max_length && size <= rb->max_length - offset);
-    assert(!trap || write_trap_ops_handler);
+    assert(handler);
 
     t = rb->write_trap;
     if (!t) {
@@ -496,9 +535,12 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
         }
         t = g_malloc0(sizeof(*t) + BITS_TO_LONGS(rb->max_length >> bits) *
                       sizeof(unsigned long));
+        t->handler = handler;
         qatomic_rcu_set(&rb->write_trap, t);
         fresh = true;
     }
+    /* One handler per block at a time. */
+    assert(t->handler == handler);
     map = t->map;
     first = offset >> bits;
     end = (offset + size - 1) >> bits;
@@ -530,9 +572,9 @@ void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
     trace_memory_region_set_write_trap(memory_region_name(mr), offset, size,
                                        trap, changed);
     if (changed) {
-        write_trap_tell_accel(mr, offset & qemu_target_page_mask(),
-                              ROUND_UP(offset + size, qemu_target_page_size()) -
-                              (offset & qemu_target_page_mask()), false);
+        write_trap_tell(mr, offset & qemu_target_page_mask(),
+                        ROUND_UP(offset + size, qemu_target_page_size()) -
+                        (offset & qemu_target_page_mask()), false);
     }
     if (!t->count) {
         /*

@@ -304,7 +304,8 @@ static void kvm_write_trap_clear_initial_log(KVMMemoryListener *kml,
     }
 }
 
-static void kvm_write_trap_changed(const MemoryWriteTrapChange *c, size_t n)
+static void kvm_write_trap_changed(MemoryWriteTrapListener *l,
+                                   const MemoryWriteTrapChange *c, size_t n)
 {
     KVMState *s = kvm_state;
     int i;
@@ -374,6 +375,11 @@ bool kvm_write_trap_init(KVMState *s)
     if (!kvm_readonly_mem_allowed) {
         return false;
     }
-    memory_write_trap_set_accel_hook(kvm_write_trap_changed);
+    static MemoryWriteTrapListener listener = {
+        .changed = kvm_write_trap_changed,
+        .vcpu_stores = true,
+    };
+
+    memory_write_trap_listener_register(&listener);
     return true;
 }

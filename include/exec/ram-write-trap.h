@@ -30,61 +30,105 @@
 #include "qemu/bitops.h"
 #include "qemu/rcu.h"
 
-/*
- * The handler of trapped writes.  @judge judges a write of @size bytes
- * (1 to 8, within one target page) at @offset of the RAM region @mr,
- * made with @attrs, of the value @data (little-endian, the low @size
- * bytes; for a read-modify-write, what the writer says it stored), and
- * returns a mask of the bytes that may land: bit i for byte @offset + i.
- * Writes come from any thread (vCPUs, iothreads, the main loop), with
- * or without the BQL, so the handler must be
- * thread-safe and must not take the BQL.  @lock and @unlock bracket each
- * judgement and the store it allows: a change the handler makes under
- * the same lock (what it lets through) is thus ordered with every trapped
- * write, none judged before the change landing after it.
+typedef struct MemoryWriteTrapHandler MemoryWriteTrapHandler;
+
+/**
+ * struct MemoryWriteTrapHandler: what judges the writes to trapped pages
+ *
+ * A user of write traps embeds this in its own state and passes it to
+ * memory_region_set_write_trap(); the pages of one RAMBlock are trapped
+ * by one handler at a time.
+ *
+ * Writes come from any thread (vCPUs, iothreads, the main loop), with or
+ * without the BQL, so the handler must be thread-safe and must not take
+ * the BQL.
+ *
+ * @judge: judge a write of @size bytes (1 to 8, within one target page)
+ * at @offset of the RAM region @mr, made with @attrs, of the value @data
+ * (little-endian, the low @size bytes; for a read-modify-write, what the
+ * writer says it stored).  Returns a mask of the bytes that may land:
+ * bit i for byte @offset + i.
+ *
+ * @lock: taken around each judgement and the store it allows.  A change
+ * the handler makes under the same lock (what it lets through) is thus
+ * ordered with every trapped write: none judged before the change lands
+ * after it.
+ *
+ * @unlock: released after the store.
  */
-typedef struct MemoryWriteTrapOps {
-    uint8_t (*judge)(MemoryRegion *mr, hwaddr offset, unsigned size,
-                     MemTxAttrs attrs, uint64_t data);
-    void (*lock)(void);
-    void (*unlock)(void);
-} MemoryWriteTrapOps;
+struct MemoryWriteTrapHandler {
+    uint8_t (*judge)(MemoryWriteTrapHandler *h, MemoryRegion *mr,
+                     hwaddr offset, unsigned size, MemTxAttrs attrs,
+                     uint64_t data);
+    void (*lock)(MemoryWriteTrapHandler *h);
+    void (*unlock)(MemoryWriteTrapHandler *h);
+};
 
-/* Install the handler (one per process; before any trap is set). */
-void memory_write_trap_set_handler(const MemoryWriteTrapOps *ops);
-
-/*
+/**
+ * memory_region_set_write_trap: trap or release pages of a RAM region
+ *
  * Trap (@trap true) or release the target pages that hold
- * [@offset, @offset + @size) of the RAM region @mr.  Called with the
- * BQL held.  Outside a batch, when it returns, no vCPU writes to a
- * newly trapped page directly any more; except when called from a vCPU
- * thread, where the TCG TLB flushes are only queued: every vCPU may
- * store directly until it next leaves its translated code.
+ * [@offset, @offset + @size) of the RAM region @mr, for @handler, which
+ * judges the writes to them from then on.  The block's pages must not
+ * be trapped by another handler.  Called with the BQL held.  Outside a
+ * batch, when it returns, no vCPU writes to a newly trapped page
+ * directly any more; except when called from a vCPU thread, where the
+ * TCG TLB flushes are only queued: every vCPU may store directly until
+ * it next leaves its translated code.
+ *
+ * @mr: a RAM region
+ * @handler: the handler of the writes to the trapped pages
+ * @offset: the first byte's offset in @mr
+ * @size: the number of bytes (not 0)
+ * @trap: trap (true) or release (false)
  */
-void memory_region_set_write_trap(MemoryRegion *mr, hwaddr offset,
-                                  uint64_t size, bool trap);
+void memory_region_set_write_trap(MemoryRegion *mr,
+                                  MemoryWriteTrapHandler *handler,
+                                  hwaddr offset, uint64_t size, bool trap);
 
-/*
- * Batch trap changes: memory_region_set_write_trap() calls between
- * these flush the vCPUs' TLBs once, in the outermost commit, which
- * gives the guarantee above for all of them.  The commit waits for the
- * vCPUs with the BQL dropped: the caller's state must be consistent
- * by then.  Batches nest.
+/**
+ * memory_write_trap_begin: start a batch of trap changes
+ *
+ * memory_region_set_write_trap() calls until the matching
+ * memory_write_trap_commit() flush the vCPUs' TLBs once, in the
+ * outermost commit, which gives its guarantee for all of them, and the
+ * listeners learn of all their changes at once.  Batches nest.  With the
+ * BQL held.
  */
 void memory_write_trap_begin(void);
+
+/**
+ * memory_write_trap_commit: end a batch of trap changes
+ *
+ * The outermost commit tells the listeners and waits for the vCPUs with
+ * the BQL dropped: the caller's state must be consistent by then.
+ */
 void memory_write_trap_commit(void);
 
-/*
- * The trapped pages of a RAMBlock (RAMBlock::write_trap, NULL when it has
- * none): read under RCU or with the BQL held; changed with the BQL.
+/**
+ * struct RAMWriteTrap: the trapped pages of a RAMBlock
+ *
+ * RAMBlock::write_trap, NULL when the block has none: read under RCU or
+ * with the BQL held; changed with the BQL.
+ *
+ * @rcu: freed after a grace period once the last trap is released
+ * @handler: judges the writes to the trapped pages
+ * @count: the number of bits set in @map
+ * @map: one bit per target page of the block
  */
 typedef struct RAMWriteTrap {
     struct rcu_head rcu;
-    uint64_t count;             /* bits set in @map */
-    unsigned long map[];        /* one bit per target page */
+    MemoryWriteTrapHandler *handler;
+    uint64_t count;
+    unsigned long map[];
 } RAMWriteTrap;
 
-/* Whether the target page holding @offset of RAM region @mr is trapped. */
+/**
+ * memory_region_write_trapped: whether a page of a RAM region is trapped
+ *
+ * @mr: a RAM region
+ * @offset: an offset in @mr; its target page is looked at
+ */
 static inline bool memory_region_write_trapped(MemoryRegion *mr,
                                                hwaddr offset)
 {
@@ -94,54 +138,113 @@ static inline bool memory_region_write_trapped(MemoryRegion *mr,
     return unlikely(t) && test_bit(offset >> qemu_target_page_bits(), t->map);
 }
 
-/*
+/**
+ * memory_region_ram_write_masked: store some bytes of a write into RAM
+ *
  * Store the bytes of @data (@size of them, at most 8, little-endian)
  * that @mask selects (bit i: byte i) at @offset of the RAM region @mr,
  * with dirty tracking and TCG's translated-code invalidation, as a
- * direct write would have them.  For I/O regions that front RAM.
+ * direct write would have them; an aligned write of 2, 4 or 8 bytes that
+ * lands whole is one host store.  For I/O regions that front RAM.
+ *
+ * @mr: a RAM region
+ * @offset: where in @mr
+ * @data: the value written
+ * @size: its size in bytes, 1 to 8
+ * @mask: the bytes of @data to store
  */
 void memory_region_ram_write_masked(MemoryRegion *mr, hwaddr offset,
                                     uint64_t data, unsigned size,
                                     uint8_t mask);
 
-/*
- * Where the pages of a range alternate between trapped and not: the
- * length of the run of pages with the same state as the page holding
- * @offset of the RAM region @mr, at most @len (@offset and @len
- * page-aligned), and in *@trapped that state.
+/**
+ * memory_region_write_trap_run: the run of pages in the same state
+ *
+ * Where the pages of a range alternate between trapped and not (for an
+ * accelerator that maps RAM in pieces): the length of the run of pages
+ * with the same state as the page holding @offset of @mr, at most @len.
+ * A page lifted for the vCPUs (memory_region_lift_write_trap()) counts as
+ * not trapped, in a run of its own.
+ *
+ * @mr: a RAM region
+ * @offset: page-aligned offset in @mr
+ * @len: page-aligned length, not 0
+ * @trapped: set to the state of the run
  */
 uint64_t memory_region_write_trap_run(MemoryRegion *mr, hwaddr offset,
                                       uint64_t len, bool *trapped);
 
-/* Pages of a RAM region whose state changed (page-aligned) */
+/**
+ * struct MemoryWriteTrapChange: pages of a RAM region whose state changed
+ *
+ * @mr: the region
+ * @offset: page-aligned offset in @mr
+ * @size: page-aligned size
+ */
 typedef struct MemoryWriteTrapChange {
     MemoryRegion *mr;
     hwaddr offset;
     uint64_t size;
 } MemoryWriteTrapChange;
 
-/*
- * The accelerator's hook: called, with the BQL held, after the pages of
- * @n ranges changed state (or were lifted): outside a batch at each
- * change, within one once, at its outermost commit, with every range
- * changed in it, sorted by region and offset (ranges may touch or
- * overlap).  KVM uses it to re-split the memslots over them.
- */
-typedef void MemoryWriteTrapAccelFn(const MemoryWriteTrapChange *c,
-                                    size_t n);
-void memory_write_trap_set_accel_hook(MemoryWriteTrapAccelFn *fn);
+typedef struct MemoryWriteTrapListener MemoryWriteTrapListener;
 
-/*
- * Whether vCPU stores to trapped pages reach the handler under the
+/**
+ * struct MemoryWriteTrapListener: told when pages change state
+ *
+ * An accelerator whose vCPUs write RAM without QEMU (KVM) registers one
+ * to take trapped pages off its vCPUs' direct path.
+ *
+ * @changed: called, with the BQL held, after the pages of @n ranges
+ * @c changed state (or were lifted): outside a batch at each change,
+ * within one once, at its outermost commit, with every range changed in
+ * it, sorted by region and offset (ranges may touch or overlap).
+ *
+ * @vcpu_stores: the listener makes the vCPUs' stores to trapped pages
+ * reach the handler, and honours memory_region_lift_write_trap().
+ */
+struct MemoryWriteTrapListener {
+    void (*changed)(MemoryWriteTrapListener *l,
+                    const MemoryWriteTrapChange *c, size_t n);
+    bool vcpu_stores;
+    QLIST_ENTRY(MemoryWriteTrapListener) next;
+};
+
+/**
+ * memory_write_trap_listener_register: register a listener
+ *
+ * @l: the listener; with the BQL held
+ */
+void memory_write_trap_listener_register(MemoryWriteTrapListener *l);
+
+/**
+ * memory_write_trap_listener_unregister: unregister a listener
+ *
+ * @l: a registered listener; with the BQL held
+ */
+void memory_write_trap_listener_unregister(MemoryWriteTrapListener *l);
+
+/**
+ * memory_write_trap_accel_ready: whether vCPU stores reach the traps
+ *
+ * Whether vCPU stores to trapped pages reach their handler under the
  * accelerator in use: TCG's always do, and qtest has no vCPU that runs;
- * another accelerator's do once it has installed its hook.  A user of
- * the facility should refuse traps it could not see a vCPU go through.
+ * another accelerator's do once it has registered a listener with
+ * @vcpu_stores.  A user should refuse traps it could not see a vCPU's
+ * store go through.
  */
 bool memory_write_trap_accel_ready(void);
 
-/*
+/**
+ * address_space_write_trapped: whether a write would reach a trap
+ *
  * Whether a write of @size bytes at @addr of @as, made with @attrs,
  * would reach a trapped page (and lies within it).
+ *
+ * @as: the address space
+ * @addr: the address
+ * @size: the size of the write
+ * @attrs: its attributes
  */
 bool address_space_write_trapped(AddressSpace *as, hwaddr addr,
                                  unsigned size, MemTxAttrs attrs);
@@ -149,57 +252,100 @@ bool address_space_write_trapped(AddressSpace *as, hwaddr addr,
 /*
  * For an accelerator that learns of a guest's atomic read-modify-write
  * only as a write of its result (KVM's emulator on a read-only memslot):
- * @fn redoes the operation atomically on the @size bytes at @host.
+ * redo the operation atomically on the bytes at @host.
  */
 typedef void MemoryWriteTrapRmwFn(void *host, void *opaque);
 
-/*
+/**
+ * address_space_write_trap_rmw: a trapped read-modify-write
+ *
  * A write of @data (@size bytes, at most 8, within one page) at @addr of
  * @as that was a read-modify-write: judged by the handler as any write.
  * If every byte may land, call @fn to do it atomically instead of
- * storing @data; else store the bytes that may land.  Either way the
- * write is done, and true is returned; false (and nothing done) if it
- * does not reach a trapped page.  From any thread, without the BQL.
+ * storing @data; else store the bytes that may land.  From any thread,
+ * without the BQL.
+ *
+ * Returns: true once the write is done; false (and nothing done) if it
+ * does not reach a trapped page.
+ *
+ * @as: the address space
+ * @addr: the address
+ * @attrs: the write's attributes
+ * @data: the value written
+ * @size: its size
+ * @fn: redoes the operation
+ * @opaque: for @fn
  */
 bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
                                   MemTxAttrs attrs, uint64_t data,
                                   unsigned size, MemoryWriteTrapRmwFn *fn,
                                   void *opaque);
 
-/*
- * For running one instruction natively on trapped pages (the SPP step
- * fallback): let the accelerator's vCPUs write the trapped target page
- * holding @offset of @mr directly (@lifted), or trap them again.  The
- * page stays trapped for every other writer (devices, iothreads), whose
- * writes the handler still judges.  At most MEMORY_WRITE_TRAP_MAX_LIFTED
- * pages at a time; with the BQL held.  Without an accelerator hook (TCG,
- * qtest) the trap itself is released and set again.
- */
 #define MEMORY_WRITE_TRAP_MAX_LIFTED 8
-void memory_region_lift_write_trap(MemoryRegion *mr, hwaddr offset,
-                                   bool lifted);
 
-/* Number of trapped pages, over all RAM regions. */
+/**
+ * memory_region_lift_write_trap: let the vCPUs write a trapped page
+ *
+ * For running one instruction natively on trapped pages (a step over a
+ * store the accelerator cannot emulate): let the accelerator's vCPUs
+ * write the trapped target page holding @offset of @mr directly
+ * (@lifted), or trap them again.  The page stays trapped for every
+ * other writer (devices, iothreads), whose writes the handler still
+ * judges.  At most MEMORY_WRITE_TRAP_MAX_LIFTED pages at a time; with
+ * the BQL held.  Without a listener with @vcpu_stores (TCG, qtest) the
+ * trap itself is released and set again.
+ *
+ * @mr: a RAM region
+ * @handler: the handler of the page's trap
+ * @offset: an offset in @mr; its target page is lifted
+ * @lifted: lift (true) or trap again (false)
+ */
+void memory_region_lift_write_trap(MemoryRegion *mr,
+                                   MemoryWriteTrapHandler *handler,
+                                   hwaddr offset, bool lifted);
+
+/**
+ * memory_write_trap_count: the number of trapped pages, in all RAM
+ */
 uint64_t memory_write_trap_count(void);
 
 /*
- * For the memory core.  The section index of the write-trap region in
- * every dispatch map; offsets in that region are ram_addr_t.
+ * The rest is for the memory core and accelerators, not for users.
  */
-#define MEMORY_WRITE_TRAP_SECTION 1
-MemoryRegion *memory_write_trap_region(void);
 
 /*
- * Whether @mr is the write-trap region, whose accesses the memory core
- * makes without the BQL (its handler is thread-safe).
+ * The section index of the write-trap region in every dispatch map
+ * (after the unassigned section); offsets in that region are
+ * ram_addr_t.  TCG's iotlb points at it for a trapped page's stores.
+ */
+#define MEMORY_WRITE_TRAP_SECTION 1
+
+/**
+ * memory_write_trap_region: the one I/O region writes to traps go to
+ */
+MemoryRegion *memory_write_trap_region(void);
+
+/**
+ * memory_region_is_write_trap: whether @mr is the write-trap region
+ *
+ * The memory core makes its accesses without the BQL (its handlers are
+ * thread-safe).
+ *
+ * @mr: a region
  */
 bool memory_region_is_write_trap(MemoryRegion *mr);
 
-/*
+/**
+ * memory_write_trap_translate: send a write to a trapped page to the trap
+ *
  * For a write translated to @mr at *@xlat: when the page is trapped,
  * return the write-trap region, with *@xlat turned into a ram_addr_t
  * and *@plen clipped to the page; else return @mr, with *@plen clipped
  * to the next trapped page.  Called from an RCU critical section.
+ *
+ * @mr: where the write was translated to
+ * @xlat: the offset in @mr
+ * @plen: the length of the write
  */
 MemoryRegion *memory_write_trap_translate(MemoryRegion *mr, hwaddr *xlat,
                                           hwaddr *plen);

@@ -41,6 +41,7 @@ typedef struct SppTrapState {
     GHashTable *rams;       /* RAM MemoryRegion -> its backend, referenced */
     GArray *lifted;         /* gfns spp_trap_lift() released */
     MemoryListener listener;
+    MemoryWriteTrapHandler handler;
     QEMUBH *unplug_bh;
 } SppTrapState;
 
@@ -53,13 +54,15 @@ static gsize spp_trap_ram_page(MemoryRegion *mr, hwaddr offset)
 
 /*
  * The write-trap handler: from any thread, with or without the BQL, and
- * with the core's lock held (spp_trap_handler), under which by_ram is
+ * with the core's lock held (spp_trap_lock()), under which by_ram is
  * read and changed.
  */
-static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
-                              MemTxAttrs attrs, uint64_t data)
+static uint8_t spp_trap_write(MemoryWriteTrapHandler *h, MemoryRegion *mr,
+                              hwaddr offset, unsigned size, MemTxAttrs attrs,
+                              uint64_t data)
 {
-    SppTrapPage *p = g_hash_table_lookup(spp_trap.by_ram,
+    SppTrapState *st = container_of(h, SppTrapState, handler);
+    SppTrapPage *p = g_hash_table_lookup(st->by_ram,
                         GSIZE_TO_POINTER(spp_trap_ram_page(mr, offset)));
 
     if (!p) {
@@ -71,11 +74,15 @@ static uint8_t spp_trap_write(MemoryRegion *mr, hwaddr offset, unsigned size,
                                     memory_region_get_ram_addr(mr) + offset));
 }
 
-static const MemoryWriteTrapOps spp_trap_handler = {
-    .judge = spp_trap_write,
-    .lock = spp_lock,
-    .unlock = spp_unlock,
-};
+static void spp_trap_lock(MemoryWriteTrapHandler *h)
+{
+    spp_lock();
+}
+
+static void spp_trap_unlock(MemoryWriteTrapHandler *h)
+{
+    spp_unlock();
+}
 
 /* A run of pages of one RAM region whose trap is to be set or cleared. */
 typedef struct SppTrapRun {
@@ -88,8 +95,8 @@ typedef struct SppTrapRun {
 static void spp_trap_run_flush(SppTrapRun *run)
 {
     if (run->size) {
-        memory_region_set_write_trap(run->mr, run->offset, run->size,
-                                     run->trap);
+        memory_region_set_write_trap(run->mr, &spp_trap.handler, run->offset,
+                                     run->size, run->trap);
     }
     run->size = 0;
 }
@@ -282,7 +289,11 @@ static void spp_trap_init(void)
         .priority = MEMORY_LISTENER_PRIORITY_MIN,
     };
     memory_listener_register(&spp_trap.listener, &address_space_memory);
-    memory_write_trap_set_handler(&spp_trap_handler);
+    spp_trap.handler = (MemoryWriteTrapHandler) {
+        .judge = spp_trap_write,
+        .lock = spp_trap_lock,
+        .unlock = spp_trap_unlock,
+    };
 }
 
 static bool spp_trap_update(const SppRange *r, size_t n, const uint32_t *old,
@@ -390,7 +401,8 @@ static void spp_trap_lift(const uint64_t *gfns, size_t n)
         SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfn);
 
         if (p) {
-            memory_region_lift_write_trap(p->mr, p->offset, false);
+            memory_region_lift_write_trap(p->mr, &spp_trap.handler,
+                                          p->offset, false);
         }
     }
     g_array_set_size(spp_trap.lifted, 0);
@@ -398,7 +410,8 @@ static void spp_trap_lift(const uint64_t *gfns, size_t n)
         SppTrapPage *p = g_hash_table_lookup(spp_trap.by_gfn, &gfns[i]);
 
         if (p && memory_region_write_trapped(p->mr, p->offset)) {
-            memory_region_lift_write_trap(p->mr, p->offset, true);
+            memory_region_lift_write_trap(p->mr, &spp_trap.handler,
+                                          p->offset, true);
             g_array_append_val(spp_trap.lifted, gfns[i]);
         }
     }
