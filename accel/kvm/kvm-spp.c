@@ -24,6 +24,7 @@
 #include "system/kvm_int.h"
 #include "system/spp-backend.h"
 #include "system/kvm-spp.h"
+#include "system/kvm-write-trap.h"
 
 /* A run of protected pages splits one memslot into (at most) three. */
 #define KVM_SPP_SLOTS_PER_RUN 2

@@ -25,7 +25,7 @@
 #include "system/accel-blocker.h"
 #include "system/kvm.h"
 #include "system/kvm_int.h"
-#include "system/kvm-spp.h"
+#include "system/kvm-write-trap.h"
 #include "trace.h"
 
 /* A range of the flat view that maps RAM a change touched */

@@ -104,26 +104,7 @@ void kvm_spp_accel_class_init(ObjectClass *oc);
 int kvm_spp_init(struct KVMState *s);
 bool kvm_spp_hw_active(void);
 
-/*
- * Make write-trapped pages read-only memslots (accel/kvm/kvm-write-trap.c);
- * false when this KVM has no read-only memslots.
- */
-bool kvm_write_trap_init(struct KVMState *s);
-
 struct kvm_run;
-
-/*
- * A write exit (KVM_EXIT_MMIO) to a write-trapped page: KVM's emulator
- * ran the instruction, on a read-only memslot, and retired it.  When
- * the instruction was an atomic read-modify-write, which the emulator
- * performs as a read and a separate write, the target's handler redoes
- * it atomically (address_space_write_trap_rmw()), fixes the registers,
- * and returns true; false to let kvm_cpu_exec() write the data.
- */
-typedef bool KvmWriteTrapRmwFn(CPUState *cs, struct kvm_run *run,
-                               MemTxAttrs attrs);
-void kvm_write_trap_set_rmw_handler(KvmWriteTrapRmwFn *fn);
-bool kvm_write_trap_mmio(CPUState *cs, struct kvm_run *run, MemTxAttrs attrs);
 
 /*
  * KVM could not emulate an instruction (KVM_INTERNAL_ERROR_EMULATION).

@@ -4,7 +4,9 @@
 #  2. regenerating the series from the result gives byte-identical
 #     patches (update-patches is reproducible and patches/ is current);
 #  3. QEMU's scripts/checkpatch.pl reports no error on the patches and on
-#     our own C sources and headers.
+#     our own C sources and headers;
+#  4. every prefix of the series builds and passes the tests that exist
+#     at that point (check-series.sh; SPP_SKIP_SERIES=1 skips it).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need patch perl python3
@@ -75,6 +77,13 @@ while read -r f; do
     *.c|*.h) check_one -f "$f" ;;
     esac
 done < <(overlay_files)
+
+if [ -n "${SPP_SKIP_SERIES:-}" ]; then
+    echo "note: SPP_SKIP_SERIES is set: the prefixes of the series are not built"
+elif [ "$fail" = 0 ]; then
+    step check-patches "every prefix of the series builds and passes its tests"
+    "$TOP/scripts/spp/check-series.sh" || fail=1
+fi
 
 if [ "$fail" != 0 ]; then
     die "the patch series or our files need attention (see above)"

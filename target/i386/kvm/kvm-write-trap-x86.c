@@ -34,6 +34,7 @@
 #include "system/kvm.h"
 #include "system/kvm_int.h"
 #include "system/kvm-spp.h"
+#include "system/kvm-write-trap.h"
 #include "system/spp-backend.h"
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"

@@ -1,0 +1,37 @@
+/*
+ * Write traps under KVM: trapped pages as read-only memslots
+ *
+ * Copyright (c) 2026 The QEMU SPP fork developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef SYSTEM_KVM_WRITE_TRAP_H
+#define SYSTEM_KVM_WRITE_TRAP_H
+
+#include "exec/memattrs.h"
+#include "exec/ram-write-trap.h"
+
+struct KVMState;
+struct kvm_run;
+
+/*
+ * Make write-trapped pages read-only memslots (accel/kvm/kvm-write-trap.c);
+ * false when this KVM has no read-only memslots.
+ */
+bool kvm_write_trap_init(struct KVMState *s);
+
+/*
+ * A write exit (KVM_EXIT_MMIO) to a write-trapped page: KVM's emulator
+ * ran the instruction, on a read-only memslot, and retired it.  When
+ * the instruction was an atomic read-modify-write, which the emulator
+ * performs as a read and a separate write, the target's handler redoes
+ * it atomically (address_space_write_trap_rmw()), fixes the registers,
+ * and returns true; false to let kvm_cpu_exec() write the data.
+ */
+typedef bool KvmWriteTrapRmwFn(CPUState *cs, struct kvm_run *run,
+                               MemTxAttrs attrs);
+void kvm_write_trap_set_rmw_handler(KvmWriteTrapRmwFn *fn);
+bool kvm_write_trap_mmio(CPUState *cs, struct kvm_run *run, MemTxAttrs attrs);
+
+#endif
