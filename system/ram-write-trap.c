@@ -24,6 +24,7 @@
 #include "exec/ram_addr.h"
 #include "exec/ram-write-trap.h"
 #include "hw/core/cpu.h"
+#include "system/cpu-timers.h"
 #include "system/qtest.h"
 #include "system/runstate.h"
 #include "system/tcg.h"
@@ -263,6 +264,13 @@ bool address_space_write_trap_rmw(AddressSpace *as, hwaddr addr,
 bool memory_region_is_write_trap(MemoryRegion *mr)
 {
     return mr == &write_trap_mr;
+}
+
+bool memory_region_write_trap_no_recompile(MemoryRegion *mr, hwaddr offset)
+{
+    /* Offsets in the write-trap region are ram_addr_t. */
+    return mr == &write_trap_mr && !icount_enabled() &&
+           cpu_physical_memory_get_dirty_flag(offset, DIRTY_MEMORY_CODE);
 }
 
 void memory_write_trap_listener_register(MemoryWriteTrapListener *l)

@@ -350,6 +350,26 @@ bool memory_region_is_write_trap(MemoryRegion *mr);
 MemoryRegion *memory_write_trap_translate(MemoryRegion *mr, hwaddr *xlat,
                                           hwaddr *plen);
 
+/**
+ * memory_region_write_trap_no_recompile: a TCG store to @mr needs no
+ * recompile
+ *
+ * TCG makes an instruction that accesses an I/O region the last of its
+ * translation block (cpu_io_recompile()), so that icount is exact when
+ * the device reads the clock, and a store that changes the code of the
+ * block it is in takes effect before the next instruction.  A store to
+ * the write-trap region needs neither when icount is off (its handler
+ * reads no guest clock then, and what it may ask of the vCPU, a stop,
+ * waits for the block's end anyway) and the page holds no translated
+ * code.  Recompiling for each such store cost a longjmp, an unwind and
+ * a one-instruction block, on every store to a writable sub-page of a
+ * trapped page.
+ *
+ * @mr: the region a TCG store access reaches
+ * @offset: the offset of the access in @mr
+ */
+bool memory_region_write_trap_no_recompile(MemoryRegion *mr, hwaddr offset);
+
 /*
  * TCG: where the store access being made now came from.  TCG marks each
  * store access of at most 8 bytes to an I/O region, before it splits it

@@ -53,6 +53,8 @@
 /* Page faults the guest came back from, and CR2 of the last one */
 #define SPP_MB_FAULTS       (SPP_MB_BASE + 64)
 #define SPP_MB_CR2          (SPP_MB_BASE + 68)
+/* SPP_CMD_WALK: the rounds the guest has walked so far */
+#define SPP_MB_PROGRESS     (SPP_MB_BASE + 72)
 
 /* At boot, in real mode, the guest stores SPP_RM_VALUE (2 bytes) here */
 #define SPP_RM_STORE        0x7000
@@ -106,6 +108,14 @@
  * (page directory at ADDR, which must map what they use for ring 3)
  */
 #define SPP_CMD_WRITERS     12
+/*
+ * Walk memory: store a dword to each 4 KiB page of [ADDR, ADDR +
+ * SPP_WALK_BYTES), round after round, and put the number of rounds done
+ * in SPP_MB_PROGRESS after each, until ARG rounds are done; the test
+ * may lower ARG (to 0) to stop the walk after its current round.
+ */
+#define SPP_CMD_WALK        13
+#define SPP_WALK_BYTES      0x2000000
 /* from ring 3, with paging: the dword ARG to SPP_PAGE_P + 8 */
 #define SPP_WR_USER         0
 /* vmovdqu of 32 bytes, each ARG & 0xff, to SPP_PAGE_P + 0x40 */

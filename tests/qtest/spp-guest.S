@@ -148,6 +148,8 @@ wait_cmd:
         je      cmd_wrmsr
         cmpl    $12, %eax
         je      cmd_writers
+        cmpl    $13, %eax
+        je      cmd_walk
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -293,6 +295,23 @@ cmd_store_loop:
         decl    %ecx
         jnz     7b
         jmp     cmd_done
+
+cmd_walk:
+        xorl    %ebx, %ebx
+        movl    %ebx, SPP_MB_PROGRESS
+12:
+        cmpl    SPP_MB_ARG, %ebx
+        jae     cmd_done
+        movl    SPP_MB_ADDR, %edi
+        movl    $(SPP_WALK_BYTES / 4096), %ecx
+13:
+        movl    %ebx, (%edi)
+        addl    $4096, %edi
+        decl    %ecx
+        jnz     13b
+        incl    %ebx
+        movl    %ebx, SPP_MB_PROGRESS
+        jmp     12b
 
 cmd_kind_loop:
         movl    SPP_MB_ARG, %ecx
