@@ -55,6 +55,8 @@
 #define SPP_MB_CR2          (SPP_MB_BASE + 68)
 /* SPP_CMD_WALK: the rounds the guest has walked so far */
 #define SPP_MB_PROGRESS     (SPP_MB_BASE + 72)
+/* SPP_CMD_SMC: what the rewritten instruction left in %eax */
+#define SPP_MB_SMC_RESULT   (SPP_MB_BASE + 76)
 
 /* At boot, in real mode, the guest stores SPP_RM_VALUE (2 bytes) here */
 #define SPP_RM_STORE        0x7000
@@ -116,6 +118,18 @@
  */
 #define SPP_CMD_WALK        13
 #define SPP_WALK_BYTES      0x2000000
+/*
+ * Self-modifying code: copy a routine to SPP_SMC_PAGE and call it; its
+ * first instruction stores SPP_SMC_NEW into the immediate of the
+ * "movl $SPP_SMC_OLD, %eax" that follows it in the same translation
+ * block; the routine returns and the guest puts %eax in
+ * SPP_MB_SMC_RESULT (SPP_SMC_NEW: the rewritten instruction ran).  The
+ * routine lies in the page's first sub-page.
+ */
+#define SPP_CMD_SMC         14
+#define SPP_SMC_PAGE        0x310000
+#define SPP_SMC_OLD         0x11
+#define SPP_SMC_NEW         0x42
 /* from ring 3, with paging: the dword ARG to SPP_PAGE_P + 8 */
 #define SPP_WR_USER         0
 /* vmovdqu of 32 bytes, each ARG & 0xff, to SPP_PAGE_P + 0x40 */

@@ -28,6 +28,8 @@
  *  12  one store of a kind a writer's address is asked of (ring 3, AVX,
  *      xsave, at the edge of an unmapped page), its address in
  *      SPP_MB_PC (see spp-guest-layout.h)
+ *  13  walk memory (benchmarks), 14  self-modifying code (see
+ *      spp-guest-layout.h)
  *   8  ARG stores to the address in SPP_MB_ADDR of the kind in
  *      SPP_MB_KIND: a dword (movl), 8 bytes from %xmm0 (movq), or an
  *      xsave of the x87 and SSE state (the address 64-byte aligned);
@@ -150,6 +152,8 @@ wait_cmd:
         je      cmd_writers
         cmpl    $13, %eax
         je      cmd_walk
+        cmpl    $14, %eax
+        je      cmd_smc
 cmd_done:
         movl    $0, SPP_MB_CMD
         lock incl SPP_MB_DONE
@@ -312,6 +316,25 @@ cmd_walk:
         incl    %ebx
         movl    %ebx, SPP_MB_PROGRESS
         jmp     12b
+
+cmd_smc:
+        movl    $smc_routine, %esi
+        movl    $SPP_SMC_PAGE, %edi
+        movl    $(smc_routine_end - smc_routine), %ecx
+        cld
+        rep movsb
+        movl    $SPP_SMC_PAGE, %eax
+        call    *%eax
+        movl    %eax, SPP_MB_SMC_RESULT
+        jmp     cmd_done
+
+/* Copied to SPP_SMC_PAGE and run there: it rewrites its own next insn. */
+smc_routine:
+        movb    $SPP_SMC_NEW, SPP_SMC_PAGE + (smc_imm - smc_routine)
+        movl    $SPP_SMC_OLD, %eax
+smc_imm = . - 4
+        ret
+smc_routine_end:
 
 cmd_kind_loop:
         movl    SPP_MB_ARG, %ecx

@@ -1914,6 +1914,30 @@ static void test_guest_writer_real_mode(const void *opaque)
     qtest_quit(qts);
 }
 
+/*
+ * Self-modifying code on a protected page: a store, allowed by its
+ * sub-page, rewrites the next instruction of its own translation block,
+ * and the rewritten instruction is what runs (TCG ends the block at a
+ * store to a write-trapped page that holds translated code).
+ */
+static void test_guest_smc(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, NULL);
+    int i;
+
+    /* Sub-page 0, which holds the routine, writable; the rest not. */
+    set_subpage(qts, SPP_SMC_PAGE >> 12, 1, 0x00000001);
+    for (i = 0; i < 3; i++) {
+        qtest_writel(qts, SPP_MB_SMC_RESULT, 0);
+        guest_run(qts, SPP_CMD_SMC, 0);
+        g_assert_cmphex(qtest_readl(qts, SPP_MB_SMC_RESULT), ==,
+                        SPP_SMC_NEW);
+    }
+    g_assert_cmpuint(spp_counter(qts, "violations"), ==, 0);
+    qtest_quit(qts);
+}
+
 /* pause with a vCPU: the store is dropped and the VM stops. */
 static void test_guest_pause(const void *opaque)
 {
@@ -2896,6 +2920,7 @@ static void add_guest_tests(const char *accel)
                                            accel);
     g_autofree char *wrr = g_strdup_printf("/spp/%s/guest-writer-real-mode",
                                            accel);
+    g_autofree char *smc = g_strdup_printf("/spp/%s/guest-smc", accel);
 
     qtest_add_data_func(m, accel, test_guest_matrix);
     qtest_add_data_func(mc, accel, test_guest_matrix_count);
@@ -2907,6 +2932,7 @@ static void add_guest_tests(const char *accel)
     qtest_add_data_func(wr, accel, test_guest_writer);
     qtest_add_data_func(wrk, accel, test_guest_writer_kinds);
     qtest_add_data_func(wrr, accel, test_guest_writer_real_mode);
+    qtest_add_data_func(smc, accel, test_guest_smc);
     for (i = 0; i < ARRAY_SIZE(ncpus); i++) {
         SmpCase *c = g_new(SmpCase, 1);
         g_autofree char *path = g_strdup_printf("/spp/%s/guest-smp%u-atomics",
