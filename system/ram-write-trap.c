@@ -20,6 +20,7 @@
 #include "qemu/bswap.h"
 #include "qemu/main-loop.h"
 #include "qemu/rcu.h"
+#include "qemu/timer.h"
 #include "exec/cputlb.h"
 #include "exec/ram_addr.h"
 #include "exec/ram-write-trap.h"
@@ -500,6 +501,37 @@ static void write_trap_flush_tlbs(bool may_wait)
     }
 }
 
+/*
+ * Stale store entries of released pages still take the I/O path (and
+ * let every byte through): drop them, but once for all the releases of
+ * a short while.  A flush costs each vCPU its whole TLB, so a flush per
+ * release made a guest that walks its memory lose more than half its
+ * speed while the host cleared protections elsewhere, one a millisecond.
+ */
+#define WRITE_TRAP_RELEASE_FLUSH_MS 50
+
+static void write_trap_release_flush(void *opaque)
+{
+    write_trap_flush_tlbs(false);
+}
+
+static void write_trap_flush_released(void)
+{
+    static QEMUTimer *timer;
+
+    if (!tcg_enabled()) {
+        return;
+    }
+    if (!timer) {
+        timer = timer_new_ms(QEMU_CLOCK_REALTIME, write_trap_release_flush,
+                             NULL);
+    }
+    if (!timer_pending(timer)) {
+        timer_mod(timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                         WRITE_TRAP_RELEASE_FLUSH_MS);
+    }
+}
+
 void memory_write_trap_begin(void)
 {
     assert(bql_locked());
@@ -607,10 +639,6 @@ void memory_region_set_write_trap(MemoryRegion *mr,
         write_trap_flush_pending = true;
         memory_write_trap_commit();
     } else if (changed) {
-        /*
-         * Stale store entries of released pages still take the I/O path
-         * (and let every byte through): drop them when convenient.
-         */
-        write_trap_flush_tlbs(false);
+        write_trap_flush_released();
     }
 }
