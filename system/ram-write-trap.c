@@ -131,16 +131,22 @@ static void write_trap_store(hwaddr addr, uint64_t data, unsigned size,
                              MemTxAttrs attrs)
 {
     ram_addr_t offset;
-    RAMBlock *rb = qemu_ram_block_from_host(qemu_map_ram_ptr(NULL, addr),
-                                            false, &offset);
+    RAMBlock *rb;
     RAMWriteTrap *t;
     MemoryWriteTrapHandler *h;
 
-    assert(rb);
     RCU_READ_LOCK_GUARD();
+    rb = qemu_ram_block_from_host(qemu_map_ram_ptr(NULL, addr), false,
+                                  &offset);
+    assert(rb);
     t = qatomic_rcu_read(&rb->write_trap);
     if (!t) {
-        /* A stale TLB entry or write cache: the block's last trap went. */
+        /*
+         * A stale TLB entry or write cache: the block's last trap went.
+         * Not judged: a trap set meanwhile forced the caches to be made
+         * again, and flushed the TLBs, before its set-subpage returned;
+         * a write already past this point is one that was under way.
+         */
         memory_region_ram_write_masked(rb->mr, offset, data, size, 0xff);
         return;
     }
@@ -269,9 +275,23 @@ bool memory_region_is_write_trap(MemoryRegion *mr)
 
 bool memory_region_write_trap_no_recompile(MemoryRegion *mr, hwaddr offset)
 {
+    RAMBlock *rb;
+    RAMWriteTrap *t;
+    ram_addr_t in_block;
+    MemoryWriteTrapHandler *h;
+
     /* Offsets in the write-trap region are ram_addr_t. */
-    return mr == &write_trap_mr && !icount_enabled() &&
-           cpu_physical_memory_get_dirty_flag(offset, DIRTY_MEMORY_CODE);
+    if (mr != &write_trap_mr || icount_enabled() ||
+        (offset & ~qemu_target_page_mask()) > qemu_target_page_size() - 16 ||
+        !cpu_physical_memory_get_dirty_flag(offset, DIRTY_MEMORY_CODE)) {
+        return false;
+    }
+    RCU_READ_LOCK_GUARD();
+    rb = qemu_ram_block_from_host(qemu_map_ram_ptr(NULL, offset), false,
+                                  &in_block);
+    t = rb ? qatomic_rcu_read(&rb->write_trap) : NULL;
+    h = t ? t->handler : NULL;
+    return !h || !h->exact || !h->exact(h);
 }
 
 void memory_write_trap_listener_register(MemoryWriteTrapListener *l)
@@ -406,6 +426,7 @@ void memory_region_lift_write_trap(MemoryRegion *mr,
 
     assert(bql_locked());
     assert(!lifted || memory_region_write_trapped(mr, offset));
+    assert(!rb->write_trap || rb->write_trap->handler == handler);
     if (!write_trap_vcpu_listener()) {
         /* No accelerator to tell: the trap itself goes (x-spp-step). */
         memory_region_set_write_trap(mr, handler,

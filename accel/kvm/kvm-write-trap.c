@@ -352,6 +352,11 @@ static void kvm_write_trap_changed(MemoryWriteTrapListener *l,
     qemu_mutex_unlock(&kml_slots_lock);
 }
 
+static MemoryWriteTrapListener kvm_write_trap_listener = {
+    .changed = kvm_write_trap_changed,
+    .vcpu_stores = true,
+};
+
 static KvmWriteTrapRmwFn *kvm_write_trap_rmw_fn;
 
 void kvm_write_trap_set_rmw_handler(KvmWriteTrapRmwFn *fn)
@@ -375,11 +380,6 @@ bool kvm_write_trap_init(KVMState *s)
     if (!kvm_readonly_mem_allowed) {
         return false;
     }
-    static MemoryWriteTrapListener listener = {
-        .changed = kvm_write_trap_changed,
-        .vcpu_stores = true,
-    };
-
-    memory_write_trap_listener_register(&listener);
+    memory_write_trap_listener_register(&kvm_write_trap_listener);
     return true;
 }

@@ -55,6 +55,14 @@ typedef struct MemoryWriteTrapHandler MemoryWriteTrapHandler;
  * after it.
  *
  * @unlock: released after the store.
+ *
+ * @exact: optional; true while the handler may stop the vCPU at a
+ * store it judges (a pause): TCG then ends its translation block at
+ * every store to a trapped page, so that no later instruction of the
+ * block runs first.
+ *
+ * The handler must stay valid for an RCU grace period after its pages'
+ * last trap is released.
  */
 struct MemoryWriteTrapHandler {
     uint8_t (*judge)(MemoryWriteTrapHandler *h, MemoryRegion *mr,
@@ -62,6 +70,7 @@ struct MemoryWriteTrapHandler {
                      uint64_t data);
     void (*lock)(MemoryWriteTrapHandler *h);
     void (*unlock)(MemoryWriteTrapHandler *h);
+    bool (*exact)(MemoryWriteTrapHandler *h);
 };
 
 /**
@@ -356,14 +365,17 @@ MemoryRegion *memory_write_trap_translate(MemoryRegion *mr, hwaddr *xlat,
  *
  * TCG makes an instruction that accesses an I/O region the last of its
  * translation block (cpu_io_recompile()), so that icount is exact when
- * the device reads the clock, and a store that changes the code of the
- * block it is in takes effect before the next instruction.  A store to
- * the write-trap region needs neither when icount is off (its handler
- * reads no guest clock then, and what it may ask of the vCPU, a stop,
- * waits for the block's end anyway) and the page holds no translated
- * code.  Recompiling for each such store cost a longjmp, an unwind and
- * a one-instruction block, on every store to a writable sub-page of a
- * trapped page.
+ * the device reads the clock, a store that changes the code of the
+ * block it is in takes effect before the next instruction, and a device
+ * that stops the vCPU stops it right after the access.  A store to the
+ * write-trap region needs none of it when icount is off (the handler
+ * reads no guest clock then), the page holds no translated code, the
+ * handler is not @exact, and the access cannot continue on the next
+ * page (it starts at least 16 bytes before the page's end: a piece on
+ * the next page that needs a recompile would make the instruction run
+ * again, and its first piece be judged twice).  Recompiling for each
+ * such store cost a longjmp, an unwind and a one-instruction block, on
+ * every store to a writable sub-page of a trapped page.
  *
  * @mr: the region a TCG store access reaches
  * @offset: the offset of the access in @mr

@@ -28,7 +28,7 @@ while read -r p; do
     out=$(patch -d "$STAGE" -p1 --forward --batch -F0 \
           --no-backup-if-mismatch -i "$TOP/patches/$p" 2>&1) || {
         echo "$out"; echo "FAIL: $p does not apply"; fail=1; continue; }
-    if grep -Eq 'offset|fuzz' <<<"$out"; then
+    if grep -Eq '\(offset -?[0-9]+ lines?\)|with fuzz' <<<"$out"; then
         echo "$out"; echo "FAIL: $p applies only with offset or fuzz"; fail=1
     else
         echo "ok: $p"

@@ -134,7 +134,7 @@ stage_tree() {
             rm -rf "$dir"
             die "patches/$p does not apply to the base"
         fi
-        if grep -Eq 'offset|fuzz' <<<"$out"; then
+        if grep -Eq '\(offset -?[0-9]+ lines?\)|with fuzz' <<<"$out"; then
             echo "$out" >&2
             rm -rf "$dir"
             die "patches/$p applies only with offset or fuzz"

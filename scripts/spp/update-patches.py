@@ -277,9 +277,11 @@ def main():
     kept = []
     for p in patches:
         # The last owner of a file drops it if the earlier ones did it all.
+        # (A file reverted to the base stays with it if earlier patches
+        # change it: its diff then undoes theirs.)
         p.files = [f for f in p.files if f in p.kept or
-                   (f in changed and before.get(f) != read_lines(
-                       os.path.join(args.tree, f)))]
+                   ((f in changed or f in before) and
+                    before.get(f) != read_lines(os.path.join(args.tree, f)))]
         if p.files:
             kept.append(p)
         else:

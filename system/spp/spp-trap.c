@@ -84,6 +84,12 @@ static void spp_trap_unlock(MemoryWriteTrapHandler *h)
     spp_unlock();
 }
 
+/* The pause policy stops the vCPU at its violating store. */
+static bool spp_trap_exact(MemoryWriteTrapHandler *h)
+{
+    return spp_get_policy() == SPP_POLICY_PAUSE;
+}
+
 /* A run of pages of one RAM region whose trap is to be set or cleared. */
 typedef struct SppTrapRun {
     MemoryRegion *mr;
@@ -293,6 +299,7 @@ static void spp_trap_init(void)
         .judge = spp_trap_write,
         .lock = spp_trap_lock,
         .unlock = spp_trap_unlock,
+        .exact = spp_trap_exact,
     };
 }
 

@@ -133,9 +133,10 @@ void spp_unlock(void)
     qemu_mutex_unlock(&spp.lock);
 }
 
+/* Without the lock: from TCG's store path (spp_trap_exact()), KVM's exits */
 SppPolicy spp_get_policy(void)
 {
-    return spp.policy;
+    return qatomic_read(&spp.policy);
 }
 
 static SppChunk *spp_chunk(uint64_t gfn, bool create)
@@ -808,10 +809,12 @@ void qmp_set_spp_policy(SppPolicy policy, bool has_event_rate,
                         uint32_t event_rate, bool has_unenforced,
                         SppUnenforced unenforced, Error **errp)
 {
-    spp.policy = policy;
+    spp_lock();
+    qatomic_set(&spp.policy, policy);
     if (has_event_rate) {
         spp.event_rate = event_rate;
     }
+    spp_unlock();
     if (has_unenforced) {
         spp_set_unenforced(unenforced);
     }
@@ -953,7 +956,9 @@ static int spp_post_load(void *opaque, int version_id)
                      spp.mig_policy);
         return -EINVAL;
     }
-    spp.policy = spp.mig_policy;
+    spp_lock();
+    qatomic_set(&spp.policy, spp.mig_policy);
+    spp_unlock();
 
     /* Replace whatever was protected (loadvm) by the incoming state. */
     r = g_new(SppRange, runs->len + spp.mig_n);

@@ -1958,6 +1958,20 @@ static void test_guest_pause(const void *opaque)
     while (qtest_readl(qts, SPP_MB_DONE) == 0) {
         g_usleep(1000);
     }
+
+    /*
+     * The VM stops at the violating store: the demo's next store, to a
+     * writable sub-page of the same page and in the same translation
+     * block under TCG, has not run.
+     */
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_writel(qts, SPP_MB_ARG, 1);
+    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_DEMO);
+    qtest_qmp_eventwait(qts, "STOP");
+    wait_status(qts, "paused");
+    g_assert_cmphex(qtest_readl(qts, SPP_PAGE_P + 0x10), ==, 0);
+    g_assert_cmphex(qtest_readl(qts, SPP_PAGE_P + 0x810), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, 2);
     qtest_quit(qts);
 }
 
