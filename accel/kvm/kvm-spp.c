@@ -30,6 +30,8 @@
 #define KVM_SPP_SLOTS_PER_RUN 2
 
 static SppKvmMode kvm_spp_mode = SPP_KVM_MODE_AUTO;
+/* x-spp-zap-all: keep KVM_X86_QUIRK_SLOT_ZAP_ALL (for measurements) */
+static bool kvm_spp_zap_all;
 static bool kvm_spp_hw;
 /* KVM_CAP_EXIT_ON_EMULATION_FAILURE: the kernel has it; it is on now. */
 static bool kvm_spp_can_exit_on_emul;
@@ -53,6 +55,16 @@ static void kvm_spp_set_mode(Object *obj, int value, Error **errp)
     kvm_spp_mode = value;
 }
 
+static bool kvm_spp_get_zap_all(Object *obj, Error **errp)
+{
+    return kvm_spp_zap_all;
+}
+
+static void kvm_spp_set_zap_all(Object *obj, bool value, Error **errp)
+{
+    kvm_spp_zap_all = value;
+}
+
 void kvm_spp_accel_class_init(ObjectClass *oc)
 {
     object_class_property_add_enum(oc, "spp", "SppKvmMode",
@@ -61,6 +73,11 @@ void kvm_spp_accel_class_init(ObjectClass *oc)
     object_class_property_set_description(oc, "spp",
         "Sub-page write protection: auto (the kernel's SPP when it truly "
         "has it, else QEMU's), hardware or emulated");
+    object_class_property_add_bool(oc, "x-spp-zap-all", kvm_spp_get_zap_all,
+                                   kvm_spp_set_zap_all);
+    object_class_property_set_description(oc, "x-spp-zap-all",
+        "Let a memslot deletion zap the whole VM's page tables, as Linux "
+        "before 6.12 always does (default: off where the kernel allows)");
 }
 
 static int kvm_spp_k_check(void *opaque, int capability)
@@ -245,14 +262,18 @@ int kvm_spp_init(KVMState *s)
         error_report("-accel kvm,spp=hardware: %s", reason);
         return -ENOTSUP;
     }
-    kvm_spp_inner_ops = kvm_write_trap_init(s) ? &spp_trap_ops :
-                                                 &kvm_spp_none_ops;
+    kvm_spp_inner_ops = kvm_write_trap_init(s, kvm_spp_zap_all) ?
+                        &spp_trap_ops : &kvm_spp_none_ops;
     kvm_spp_emul_ops = *kvm_spp_inner_ops;
     kvm_spp_emul_ops.update = kvm_spp_emul_update;
     kvm_spp_can_exit_on_emul =
         kvm_vm_check_extension(s, KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0;
     spp_set_backend(&kvm_spp_emul_ops,
                     g_strdup_printf("QEMU enforces sub-page protection "
-                                    "itself: %s", reason));
+                                    "itself: %s%s", reason,
+                                    kvm_write_trap_zaps_slot_only() ?
+                                    "; a memslot change zaps only its own "
+                                    "pages (KVM_X86_QUIRK_SLOT_ZAP_ALL "
+                                    "off)" : ""));
     return 0;
 }

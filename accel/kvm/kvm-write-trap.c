@@ -375,10 +375,45 @@ bool kvm_write_trap_mmio(CPUState *cs, struct kvm_run *run, MemTxAttrs attrs)
     return kvm_write_trap_rmw_fn(cs, run, attrs);
 }
 
-bool kvm_write_trap_init(KVMState *s)
+static bool kvm_write_trap_slot_only;
+
+bool kvm_write_trap_zaps_slot_only(void)
+{
+    return kvm_write_trap_slot_only;
+}
+
+/*
+ * On x86 before Linux 6.12, deleting any memslot zaps every
+ * second-level page table of the VM, and each change of write traps
+ * deletes slots.  From 6.12 the quirk can be turned off.  Linux keeps
+ * it on by default because zapping only the deleted slot once went
+ * wrong with an assigned GPU (its 2019 revert, never explained);
+ * -accel kvm,x-spp-zap-all=on keeps it.
+ */
+static void kvm_write_trap_zap_slot_only(KVMState *s)
+{
+#ifdef KVM_X86_QUIRK_SLOT_ZAP_ALL
+    int quirks = kvm_vm_check_extension(s, KVM_CAP_DISABLE_QUIRKS2);
+
+    if (quirks > 0 && (quirks & KVM_X86_QUIRK_SLOT_ZAP_ALL)) {
+        if (kvm_vm_enable_cap(s, KVM_CAP_DISABLE_QUIRKS2, 0,
+                              KVM_X86_QUIRK_SLOT_ZAP_ALL) < 0) {
+            warn_report("KVM offers KVM_X86_QUIRK_SLOT_ZAP_ALL but does "
+                        "not turn it off: memslot changes zap all pages");
+            return;
+        }
+        kvm_write_trap_slot_only = true;
+    }
+#endif
+}
+
+bool kvm_write_trap_init(KVMState *s, bool zap_all)
 {
     if (!kvm_readonly_mem_allowed) {
         return false;
+    }
+    if (!zap_all) {
+        kvm_write_trap_zap_slot_only(s);
     }
     memory_write_trap_listener_register(&kvm_write_trap_listener);
     return true;

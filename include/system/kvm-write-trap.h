@@ -17,9 +17,16 @@ struct kvm_run;
 
 /*
  * Make write-trapped pages read-only memslots (accel/kvm/kvm-write-trap.c);
- * false when this KVM has no read-only memslots.
+ * false when this KVM has no read-only memslots.  Unless @zap_all, and
+ * where the kernel lets it (x86, Linux 6.12 on), deleting a memslot
+ * then drops only that slot's second-level page tables, not the whole
+ * VM's (KVM_X86_QUIRK_SLOT_ZAP_ALL off): a protection change no longer
+ * makes every vCPU fault its working set back in.
  */
-bool kvm_write_trap_init(struct KVMState *s);
+bool kvm_write_trap_init(struct KVMState *s, bool zap_all);
+
+/* Whether memslot deletions zap only their own slot (see above). */
+bool kvm_write_trap_zaps_slot_only(void);
 
 /*
  * A write exit (KVM_EXIT_MMIO) to a write-trapped page: KVM's emulator

@@ -32,6 +32,7 @@ PAGE_P = 0x100000
 GFN_P = PAGE_P >> 12
 MB_CMD, MB_ARG, MB_KIND = 0x200004, 0x200008, 0x200018
 MB_DONE, MB_ADDR, MB_PROGRESS = 0x20000c, 0x200010, 0x200048
+MB_WALK_BYTES = 0x200050
 CMD_HAMMER, CMD_STORE_LOOP, CMD_KIND_LOOP, CMD_WALK = 2, 6, 8, 13
 WALK_ADDR = 0x400000            # 32 MiB walked, below FAR_BASE
 WALK_CHANGES = 1000
@@ -316,15 +317,17 @@ def walk_rounds(vm):
     return vm.qt.readl(MB_PROGRESS), time.perf_counter()
 
 
-def bench_walk(qemu, guest, accel, extra=()):
-    """The guest's memory walk (a store to each page of 32 MiB, round
-    after round), in rounds per second: undisturbed, while the host makes
-    WALK_CHANGES protection changes elsewhere (one set-subpage call each,
-    protecting then clearing scattered pages far from the walk), and
-    undisturbed again.  Returns (before, during, after, seconds of the
-    changes)."""
+def bench_walk(qemu, guest, accel, extra=(), nchanges=WALK_CHANGES,
+               walk_bytes=0):
+    """The guest's memory walk (a store to each page of 32 MiB, or
+    @walk_bytes, round after round), in rounds per second: undisturbed,
+    while the host makes @nchanges protection changes elsewhere (one
+    set-subpage call each, protecting then clearing scattered pages far
+    from the walk), and undisturbed again.  Returns (before, during,
+    after, seconds of the changes)."""
     vm = Vm(qemu, accel, guest, extra=extra)
     done = vm.qt.readl(MB_DONE)
+    vm.qt.writel(MB_WALK_BYTES, walk_bytes)
     vm.qt.writel(MB_ADDR, WALK_ADDR)
     vm.qt.writel(MB_ARG, 0xffffffff)
     vm.qt.writel(MB_CMD, CMD_WALK)
@@ -340,7 +343,7 @@ def bench_walk(qemu, guest, accel, extra=()):
         r1, t1 = walk_rounds(vm)
         return (r1 - r0) / (t1 - t0), t1 - t0
 
-    gfns = [FAR_BASE + i * STRIDE for i in range(WALK_CHANGES // 2)]
+    gfns = [FAR_BASE + i * STRIDE for i in range(nchanges // 2)]
 
     def changes(pages=gfns):
         for wp in (0x5555aaaa, 0xffffffff):
@@ -618,6 +621,32 @@ def measure_in_lab(lab, qemu, guest, pypath, floor):
     return lab_results(cmd)
 
 
+def walk_only():
+    """In the lab: the walk under KVM for each set of -accel options."""
+    qemu, guest, pypath, nchanges, walk_bytes = sys.argv[2:7]
+    sys.path.insert(0, pypath)
+    res = {}
+    for accel in sys.argv[7:]:
+        print(f'bench: walk, -accel {accel}', flush=True)
+        res[accel] = bench_walk(qemu, guest, accel, (), int(nchanges),
+                                int(walk_bytes))
+    print('bench-json: ' + json.dumps(res), flush=True)
+
+
+def walk_in_lab(lab, qemu, guest, pypath, nchanges, walk_bytes, accels):
+    """bench_walk() under the lab's nested KVM, once per -accel string."""
+    me = os.path.abspath(__file__)
+    here = os.path.dirname(me)
+    cmd = [sys.executable, lab.__file__, '--timeout', '3000',
+           '--qemu', qemu, '--file', guest, '--file', me,
+           '--file', os.path.join(here, 'sppvm.py'),
+           '--dir', os.path.dirname(os.__file__), '--dir', pypath,
+           '--', os.path.realpath(sys.executable), me, '--walk-only',
+           os.path.realpath(qemu), guest, pypath, str(nchanges),
+           str(walk_bytes), *accels]
+    return lab_results(cmd)
+
+
 def kvm_only():
     qemu, guest, pypath, kernel, initrd = sys.argv[2:7]
     floor = sys.argv[7] if len(sys.argv) > 7 else None
@@ -629,6 +658,9 @@ def kvm_only():
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == '--kvm-only':
         kvm_only()
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == '--walk-only':
+        walk_only()
         return
     if len(sys.argv) > 1 and sys.argv[1] in ('--compare',
                                              '--compare-kvm-only'):

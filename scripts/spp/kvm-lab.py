@@ -27,6 +27,7 @@
 
 import argparse
 import hashlib
+import lzma
 import os
 import re
 import shutil
@@ -112,9 +113,20 @@ def run(cmd, **kw):
                           **kw)
 
 
+# SPP_LAB_KERNEL: the Debian kernel the lab boots (its L1): "stable",
+# bookworm's 6.1 (the default), or "backports", trixie's 6.12 built for
+# bookworm (bookworm-backports, from the same archive)
+KERNELS = {'stable': 'linux-image-amd64',
+           'backports': 'linux-image-amd64/bookworm-backports'}
+
+
 def kernel_package():
     """The real package behind the linux-image-amd64 meta-package."""
-    out = run(['apt-cache', 'depends', 'linux-image-amd64'])
+    which = os.environ.get('SPP_LAB_KERNEL', 'stable')
+    if which not in KERNELS:
+        fail('SPP_LAB_KERNEL=%s: expected one of %s' %
+             (which, ', '.join(sorted(KERNELS))))
+    out = run(['apt-cache', 'depends', KERNELS[which]])
     m = re.search(r'Depends: (linux-image-[0-9][^\s]*-amd64)\b', out.stdout)
     if out.returncode or not m:
         fail('apt-cache does not know linux-image-amd64 (run '
@@ -173,9 +185,15 @@ def unpack(deb):
     return dest
 
 
-def module_depends(path):
+def module_data(path):
+    """A module's ELF image (Debian's 6.12 compresses them with xz)."""
     with open(path, 'rb') as f:
         data = f.read()
+    return lzma.decompress(data) if path.endswith('.xz') else data
+
+
+def module_depends(path):
+    data = module_data(path)
     m = re.search(rb'\0depends=([^\0]*)\0', data)
     return [d for d in m.group(1).decode().split(',') if d] if m else []
 
@@ -192,10 +210,12 @@ def modules(kroot, wanted):
     index = {}
     for dirpath, _, files in os.walk(os.path.join(kroot, 'lib', 'modules')):
         for f in files:
-            if f.endswith('.ko'):
-                index[f[:-3].replace('_', '-')] = os.path.join(dirpath, f)
+            for ext in ('.ko', '.ko.xz'):
+                if f.endswith(ext):
+                    index[f[:-len(ext)].replace('_', '-')] = \
+                        os.path.join(dirpath, f)
     if not index:
-        fail('no uncompressed modules in %s (did the package change?)' %
+        fail('no modules (.ko, .ko.xz) in %s (did the package change?)' %
              kroot)
     order = []
 
@@ -350,7 +370,10 @@ def pack(cpio_path, kroot, bbroot, files, dirs, env, argv):
     mods = []
     for ko in kvm_modules(kroot):
         name = '/lib/lab/' + os.path.basename(ko)
-        cp.copy(name, ko)
+        if name.endswith('.xz'):
+            name = name[:-3]
+        cp.dirs(name)
+        cp.file(name, module_data(ko))
         mods.append(name)
     libs = set()
     for f in files:

@@ -89,8 +89,9 @@ def prepare():
     kpkg, kernel, kroot, bbroot = lab.debian_kernel()
     out = os.path.join(lab.LAB, 'linuxvm-%s.cpio' % kpkg)
     mods = lab.modules(kroot, ['virtio_pci', 'virtio_blk'])
-    init = INIT % {'modules': ' '.join('/lib/m/' + os.path.basename(m)
-                                       for m in mods)}
+    names = ['/lib/m/' + os.path.basename(m).removesuffix('.xz')
+             for m in mods]
+    init = INIT % {'modules': ' '.join(names)}
     stamp = out + '.init'
     if os.path.exists(out) and os.path.exists(stamp) and \
             open(stamp).read() == init:
@@ -99,8 +100,8 @@ def prepare():
     for d in ('proc', 'sys', 'dev', 'tmp'):
         cp.dir(d)
     cp.copy('/bin/busybox', os.path.join(bbroot, 'bin', 'busybox'))
-    for m in mods:
-        cp.copy('/lib/m/' + os.path.basename(m), m)
+    for m, name in zip(mods, names):
+        cp.file(name, lab.module_data(m))
     cp.file('/init', init.encode())
     cp.close()
     os.rename(out + '.tmp', out)

@@ -57,6 +57,8 @@
 #define SPP_MB_PROGRESS     (SPP_MB_BASE + 72)
 /* SPP_CMD_SMC: what the rewritten instruction left in %eax */
 #define SPP_MB_SMC_RESULT   (SPP_MB_BASE + 76)
+/* SPP_CMD_WALK: bytes to walk (0: SPP_WALK_BYTES) */
+#define SPP_MB_WALK_BYTES   (SPP_MB_BASE + 80)
 
 /* At boot, in real mode, the guest stores SPP_RM_VALUE (2 bytes) here */
 #define SPP_RM_STORE        0x7000
@@ -112,7 +114,7 @@
 #define SPP_CMD_WRITERS     12
 /*
  * Walk memory: store a dword to each 4 KiB page of [ADDR, ADDR +
- * SPP_WALK_BYTES), round after round, and put the number of rounds done
+ * SPP_MB_WALK_BYTES, or SPP_WALK_BYTES), round after round, and put the number of rounds done
  * in SPP_MB_PROGRESS after each, until ARG rounds are done; the test
  * may lower ARG (to 0) to stop the walk after its current round.
  */

@@ -307,6 +307,9 @@ cmd_walk:
         cmpl    SPP_MB_ARG, %ebx
         jae     cmd_done
         movl    SPP_MB_ADDR, %edi
+        movl    SPP_MB_WALK_BYTES, %ecx
+        shrl    $12, %ecx
+        jnz     13f
         movl    $(SPP_WALK_BYTES / 4096), %ecx
 13:
         movl    %ebx, (%edi)

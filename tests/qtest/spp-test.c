@@ -14,6 +14,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <sys/utsname.h>
 #include "qemu/bswap.h"
 #include "qemu/cutils.h"
 #include "libqtest.h"
@@ -2698,6 +2699,43 @@ static void test_kvm_backend_auto(void)
     qtest_quit(qts);
 }
 
+/* The kernel's version as major * 1000 + minor (6.12: 6012). */
+static int kernel_version(void)
+{
+    struct utsname u;
+    int major = 0, minor = 0;
+
+    g_assert(uname(&u) == 0);
+    g_assert(sscanf(u.release, "%d.%d", &major, &minor) == 2);
+    return major * 1000 + minor;
+}
+
+/*
+ * From Linux 6.12 QEMU turns KVM_X86_QUIRK_SLOT_ZAP_ALL off (a memslot
+ * deletion zaps only that slot), unless x-spp-zap-all=on; before, the
+ * kernel cannot, and nothing is said.
+ */
+static void test_kvm_zap_quirk(void)
+{
+    bool can = kernel_version() >= 6012;
+    const char *said = "KVM_X86_QUIRK_SLOT_ZAP_ALL off";
+    QTestState *qts = qtest_init("-machine q35 -m 64 -accel kvm");
+    QDict *info = query_spp(qts);
+
+    g_test_message("kernel %s the quirk; backend-reason: %s",
+                   can ? "offers" : "does not offer",
+                   qdict_get_str(info, "backend-reason"));
+    g_assert(!strstr(qdict_get_str(info, "backend-reason"), said) == !can);
+    qobject_unref(info);
+    qtest_quit(qts);
+
+    qts = qtest_init("-machine q35 -m 64 -accel kvm,x-spp-zap-all=on");
+    info = query_spp(qts);
+    g_assert(!strstr(qdict_get_str(info, "backend-reason"), said));
+    qobject_unref(info);
+    qtest_quit(qts);
+}
+
 /*
  * Under KVM each run of protected pages is a read-only memslot: scattered
  * pages trap no neighbour, and a request that could pass KVM's memslot
@@ -3006,6 +3044,7 @@ int main(int argc, char **argv)
             qtest_add_func("/spp/differential", test_guest_differential);
         }
         qtest_add_func("/spp/kvm/backend-auto", test_kvm_backend_auto);
+        qtest_add_func("/spp/kvm/zap-quirk", test_kvm_zap_quirk);
         qtest_add_func("/spp/kvm/memslots", test_kvm_memslots);
         qtest_add_func("/spp/kvm/migrate-converges",
                        test_kvm_migrate_converges);
