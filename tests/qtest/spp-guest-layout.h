@@ -113,10 +113,11 @@
  */
 #define SPP_CMD_WRITERS     12
 /*
- * Walk memory: store a dword to each 4 KiB page of [ADDR, ADDR +
- * SPP_MB_WALK_BYTES, or SPP_WALK_BYTES), round after round, and put the number of rounds done
- * in SPP_MB_PROGRESS after each, until ARG rounds are done; the test
- * may lower ARG (to 0) to stop the walk after its current round.
+ * Walk memory: store a dword to each 4 KiB page of [ADDR, ADDR + n),
+ * n = SPP_MB_WALK_BYTES or, when that is 0, SPP_WALK_BYTES, round after
+ * round, and put the number of rounds done in SPP_MB_PROGRESS after
+ * each, until ARG rounds are done; the test may lower ARG (to 0) to
+ * stop the walk after its current round.
  */
 #define SPP_CMD_WALK        13
 #define SPP_WALK_BYTES      0x2000000
