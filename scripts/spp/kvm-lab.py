@@ -208,7 +208,12 @@ def modules(kroot, wanted):
     """The .ko files to load for the modules @wanted, dependencies
     first."""
     index = {}
+    builtin = set()
     for dirpath, _, files in os.walk(os.path.join(kroot, 'lib', 'modules')):
+        if 'modules.builtin' in files:
+            with open(os.path.join(dirpath, 'modules.builtin')) as f:
+                builtin |= {os.path.basename(line.strip())[:-3]
+                            .replace('_', '-') for line in f}
         for f in files:
             for ext in ('.ko', '.ko.xz'):
                 if f.endswith(ext):
@@ -221,6 +226,8 @@ def modules(kroot, wanted):
 
     def add(name):
         name = name.replace('_', '-')
+        if name in builtin:
+            return
         if name not in index:
             fail('module %s is not in the kernel package' % name)
         if index[name] in order:

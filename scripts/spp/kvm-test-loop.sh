@@ -8,6 +8,8 @@
 # Prints "ok PATH" or "not ok PATH" per subtest, with the failing
 # output; then runs TAP-PROGRAM, if given, and counts its "ok" and
 # "not ok" lines too.  Ends with "kvm-tests: P passed, F failed".
+# SPP_KVM_TESTS, when set, is an extended regular expression: only the
+# subtests whose path matches it run.
 #
 # Copyright (c) 2026 The QEMU SPP fork developers
 #
@@ -19,7 +21,8 @@ shift 2
 export SPP_TEST_KVM=yes
 passed=0
 failed=0
-paths=$("$test" -l | grep -e '/spp/kvm/' -e '/spp/differential$')
+paths=$("$test" -l | grep -e '/spp/kvm/' -e '/spp/differential$' |
+       grep -E "${SPP_KVM_TESTS:-.}")
 if [ -z "$paths" ]; then
     echo "not ok: $test lists no KVM tests (is /dev/kvm usable?)"
     echo "kvm-tests: 0 passed, 1 failed"

@@ -38,17 +38,25 @@ read -r vmlinuz initrd < <(cd "$TOP/scripts/spp" && python3 -c \
 pydir=$SRC/python
 linux_test=("$TOP/contrib/spp/test-linux.py" "$qemu" "$pydir" kvm --nokaslr
             --smp 1 --kernel "$vmlinuz" --initrd "$initrd")
+# SPP_KVM_TESTS (a regular expression over the subtests' paths) runs
+# some of them only, and then not the real-kernel test.
+lab_env=()
+if [ -n "${SPP_KVM_TESTS:-}" ]; then
+    linux_test=()
+    lab_env=(--env "SPP_KVM_TESTS=$SPP_KVM_TESTS")
+fi
 set +e
 if [ "$where" = host ]; then
     echo "KVM tests: on this host's $kind KVM"
     "$TOP/scripts/spp/kvm-test-loop.sh" "$spp_test" "$qemu" \
-        python3 "${linux_test[@]}"
+        ${linux_test[@]:+python3} "${linux_test[@]}"
     rc=$?
 else
     echo "KVM tests: in the nested-KVM lab (kvm_amd in a TCG guest with" \
          "emulated SVM; figures from it are not hardware figures)"
     py=$(readlink -f /usr/bin/python3)
     python3 "$TOP/scripts/spp/kvm-lab.py" --timeout 1500 --file "$spp_test" \
+        "${lab_env[@]}" \
         --file "$vmlinuz" --file "$initrd" \
         --file "$TOP/contrib/spp/test-linux.py" \
         --file "$TOP/contrib/spp/spp-watch" \
@@ -56,7 +64,7 @@ else
         --dir "$(/usr/bin/python3 -c 'import os; print(os.path.dirname(os.__file__))')" \
         --dir "$pydir" \
         -- "$TOP/scripts/spp/kvm-test-loop.sh" "$spp_test" "$qemu" \
-        "$py" "${linux_test[@]}"
+        ${linux_test[@]:+"$py"} "${linux_test[@]}"
     rc=$?
     if [ "$rc" = 125 ]; then
         echo "kvm-tests: 0 passed, 1 failed (the lab did not run)"

@@ -26,6 +26,7 @@
 #include "exec/ram-write-trap.h"
 #include "hw/core/cpu.h"
 #include "system/hostmem.h"
+#include "system/cpus.h"
 #include "system/runstate.h"
 #include "system/system.h"
 #include "system/qtest.h"
@@ -600,8 +601,14 @@ static void spp_apply_policy(SppPolicy action, hwaddr gpa, unsigned size,
         if (runstate_is_running()) {
             qemu_system_vmstop_request_prepare();
             qemu_system_vmstop_request(RUN_STATE_PAUSED);
-        }
-        if (current_cpu) {
+            /*
+             * The writing vCPU stops now, as vm_stop() from a vCPU does:
+             * it runs no further instruction (KVM would enter the guest
+             * again, TCG the next block) before the main loop stops the
+             * VM.
+             */
+            cpu_stop_current();
+        } else if (current_cpu) {
             cpu_exit(current_cpu);
         }
         break;
