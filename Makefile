@@ -11,8 +11,11 @@
 #   make bench-compare BASELINE=REV   sections 1, 2 against the fork at REV
 #   make update-patches   turn edits of upstream files in build/src
 #                         back into patches/
-#   make check-patches    the series applies to the pristine base and
-#                         checkpatch.pl is clean on patches and our files
+#   make check-patches    the series applies to the pristine base,
+#                         checkpatch.pl is clean on patches and our files,
+#                         and every prefix of the series builds and passes
+#                         its tests (SPP_SKIP_SERIES=1 skips that)
+#   SPP_LAB_KERNEL=backports make check-kvm   the lab on Debian's 6.12
 
 SHELL := /bin/bash
 SPP := scripts/spp
