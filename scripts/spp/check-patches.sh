@@ -14,13 +14,10 @@ need patch perl python3
 "$TOP/scripts/spp/fetch-base.sh"
 STAGE=$BUILD/check-stage
 trap 'rm -rf "$STAGE" "$STAGE.regen"' EXIT
-rm -rf "$STAGE" "$STAGE.regen"
-cp -al "$BASE" "$STAGE"
-rm -f "$STAGE/.spp-base-pin"
-overlay_files | while read -r f; do
-    mkdir -p "$STAGE/$(dirname "$f")"
-    cp -p --remove-destination "$TOP/$f" "$STAGE/$f"
-done
+rm -rf "$STAGE.regen"
+# Our files over the base, no patch yet: each is applied and reported
+# below, and a failure does not stop the others.
+stage_tree "$STAGE" 0
 
 fail=0
 step check-patches "applying patches/series to the pristine base"

@@ -61,18 +61,25 @@ fi
 passed=$((passed + ${ok:-0} + ${expfail:-0}))
 failed=$((failed + ${fail:-0} + ${unexp:-0} + ${timeout:-0}))
 
+# tally_kvm LOG: count the "kvm-tests: P passed, F failed" line of LOG
+# (none: one failure)
+tally_kvm() {
+    local p f
+    p=$(sed -n 's/^kvm-tests: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' \
+        "$1" | tail -1)
+    f=$(sed -n 's/^kvm-tests: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' \
+        "$1" | tail -1)
+    if [ -z "$p" ]; then
+        echo "error: the KVM tests printed no summary (see $1)" >&2
+        f=1
+    fi
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+}
+
 step test "the KVM tests of spp-test, each on its own"
 "$TOP/scripts/spp/kvm-tests.sh" 2>&1 | tee "$BUILD/check-kvm.log"
-kvm_passed=$(sed -n 's/^kvm-tests: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' \
-             "$BUILD/check-kvm.log" | tail -1)
-kvm_failed=$(sed -n 's/^kvm-tests: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' \
-             "$BUILD/check-kvm.log" | tail -1)
-if [ -z "$kvm_passed" ]; then
-    echo "error: the KVM tests printed no summary (see $BUILD/check-kvm.log)" >&2
-    kvm_failed=1
-fi
-passed=$((passed + ${kvm_passed:-0}))
-failed=$((failed + ${kvm_failed:-0}))
+tally_kvm "$BUILD/check-kvm.log"
 
 # The lab's default kernel (6.1) cannot turn KVM_X86_QUIRK_SLOT_ZAP_ALL
 # off; Debian's 6.12 (bookworm-backports) can, and QEMU then does: the
@@ -82,13 +89,7 @@ if grep -q '^KVM tests: in the nested-KVM lab' "$BUILD/check-kvm.log"; then
     SPP_LAB_KERNEL=backports \
     SPP_KVM_TESTS='zap-quirk|memslots|guest-matrix$|guest-hammer|guest-concurrent|guest-smc|smp2|differential' \
         "$TOP/scripts/spp/kvm-tests.sh" 2>&1 | tee "$BUILD/check-kvm612.log"
-    k_passed=$(sed -n 's/^kvm-tests: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' \
-               "$BUILD/check-kvm612.log" | tail -1)
-    k_failed=$(sed -n 's/^kvm-tests: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' \
-               "$BUILD/check-kvm612.log" | tail -1)
-    [ -n "$k_passed" ] || k_failed=1
-    passed=$((passed + ${k_passed:-0}))
-    failed=$((failed + ${k_failed:-0}))
+    tally_kvm "$BUILD/check-kvm612.log"
 fi
 
 step test "a real kernel watched: Debian's stock kernel under TCG, KASLR on"

@@ -1939,17 +1939,23 @@ static void test_guest_smc(const void *opaque)
     qtest_quit(qts);
 }
 
+/* Protect sub-page 0 of P, run guest command @cmd once, wait for the pause. */
+static void run_until_paused(QTestState *qts, uint32_t cmd)
+{
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    qtest_writel(qts, SPP_MB_ARG, 1);
+    qtest_writel(qts, SPP_MB_CMD, cmd);
+    qtest_qmp_eventwait(qts, "STOP");
+    wait_status(qts, "paused");
+}
+
 /* pause with a vCPU: the store is dropped and the VM stops. */
 static void test_guest_pause(const void *opaque)
 {
     const char *accel = opaque;
     QTestState *qts = start_guest(accel, "-spp policy=pause");
 
-    set_subpage(qts, GFN_P, 1, 0xfffffffe);
-    qtest_writel(qts, SPP_MB_ARG, 1);
-    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_DWORD_LOOP);
-    qtest_qmp_eventwait(qts, "STOP");
-    wait_status(qts, "paused");
+    run_until_paused(qts, SPP_CMD_DWORD_LOOP);
     g_assert_cmphex(qtest_readl(qts, SPP_PAGE_P + 4), ==, 0);
     g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, 1);
 
@@ -1965,11 +1971,7 @@ static void test_guest_pause(const void *opaque)
      * writable sub-page of the same page and in the same translation
      * block under TCG, has not run.
      */
-    set_subpage(qts, GFN_P, 1, 0xfffffffe);
-    qtest_writel(qts, SPP_MB_ARG, 1);
-    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_DEMO);
-    qtest_qmp_eventwait(qts, "STOP");
-    wait_status(qts, "paused");
+    run_until_paused(qts, SPP_CMD_DEMO);
     g_assert_cmphex(qtest_readl(qts, SPP_PAGE_P + 0x10), ==, 0);
     g_assert_cmphex(qtest_readl(qts, SPP_PAGE_P + 0x810), ==, 0);
     g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, 2);
