@@ -464,8 +464,11 @@ def boot(qemu, kernel, initrd, console, timeout, accel='tcg'):
             proc.kill()
         proc.wait()
     if status is None:
-        log('the lab stopped without an exit status (console log: %s)' %
-            console)
+        rc = proc.returncode
+        log('the lab stopped without an exit status; its QEMU %s '
+            '(console log: %s)' %
+            ('was killed by signal %d' % -rc if rc < 0 else
+             'exited with status %d' % rc, console))
         return LAB_FAILED
     log('done after %.1f s, exit status %d' %
         (time.monotonic() - start, status))

@@ -39,12 +39,21 @@ pydir=$SRC/python
 linux_test=("$TOP/contrib/spp/test-linux.py" "$qemu" "$pydir" kvm --nokaslr
             --smp 1 --kernel "$vmlinuz" --initrd "$initrd")
 # SPP_KVM_TESTS (a regular expression over the subtests' paths) runs
-# some of them only, and then not the real-kernel test.
+# some of them only, and then not the real-kernel test; SPP_KVM_SKIP (the
+# same) leaves some out.
 lab_env=()
 if [ -n "${SPP_KVM_TESTS:-}" ]; then
     linux_test=()
     lab_env=(--env "SPP_KVM_TESTS=$SPP_KVM_TESTS")
 fi
+if [ -n "${SPP_KVM_SKIP:-}" ]; then
+    lab_env+=(--env "SPP_KVM_SKIP=$SPP_KVM_SKIP")
+fi
+# SPP_KVM_REPEAT=N runs each subtest N times (kvm-test-loop.sh)
+repeat=${SPP_KVM_REPEAT:-1}
+[[ $repeat =~ ^[1-9][0-9]*$ ]] ||
+    die "SPP_KVM_REPEAT must be a number from 1, not '$repeat'"
+lab_env+=(--env "SPP_KVM_REPEAT=$repeat")
 set +e
 if [ "$where" = host ]; then
     echo "KVM tests: on this host's $kind KVM"
@@ -55,7 +64,8 @@ else
     echo "KVM tests: in the nested-KVM lab (kvm_amd in a TCG guest with" \
          "emulated SVM; figures from it are not hardware figures)"
     py=$(readlink -f /usr/bin/python3)
-    python3 "$TOP/scripts/spp/kvm-lab.py" --timeout 1500 --file "$spp_test" \
+    python3 "$TOP/scripts/spp/kvm-lab.py" --timeout $((1500 * repeat)) \
+        --file "$spp_test" \
         "${lab_env[@]}" \
         --file "$vmlinuz" --file "$initrd" \
         --file "$TOP/contrib/spp/test-linux.py" \

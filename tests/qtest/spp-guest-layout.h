@@ -92,6 +92,24 @@
  * at ADDR + 4 with a plain (unlocked) add, release the lock with a mov
  */
 #define SPP_JOB_XCHG_LOCK   5
+/* ARG byte stores of 0xab to ADDR */
+#define SPP_JOB_HAMMER      6
+/*
+ * Dword stores of a running count over the 4 KiB at ADDR, one dword
+ * after the other, until SPP_SMP_CMD is no longer SPP_JOB_WRITER (ARG
+ * must not be 0)
+ */
+#define SPP_JOB_WRITER      7
+/*
+ * ARG rounds, counting ARG down to 1: a movq from an SSE register of
+ * the count, in both halves, to ADDR
+ */
+#define SPP_JOB_MOVQ        8
+/*
+ * ARG rounds, counting ARG down to 1: a dword store of the count to
+ * ADDR, then lock incl of the dword at ADDR + 0x800
+ */
+#define SPP_JOB_STORE_INC   9
 
 #define SPP_CMD_MATRIX      1
 #define SPP_CMD_HAMMER      2

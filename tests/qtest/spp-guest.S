@@ -452,7 +452,43 @@ smp_job:
         je      5f
         cmpl    $SPP_JOB_XCHG_LOCK, %eax
         je      12f
+        cmpl    $SPP_JOB_HAMMER, %eax
+        je      14f
+        cmpl    $SPP_JOB_WRITER, %eax
+        je      15f
+        cmpl    $SPP_JOB_MOVQ, %eax
+        je      17f
+        cmpl    $SPP_JOB_STORE_INC, %eax
+        je      18f
 9:
+        ret
+14:
+        movb    $0xab, (%edi)
+        decl    %ecx
+        jnz     14b
+        ret
+15:
+        xorl    %ebx, %ebx
+16:
+        movl    %ebx, %eax
+        andl    $0x3ff, %eax
+        movl    %ebx, (%edi,%eax,4)
+        incl    %ebx
+        cmpl    $SPP_JOB_WRITER, SPP_SMP_CMD
+        je      16b
+        ret
+17:
+        movd    %ecx, %xmm0
+        pshufd  $0, %xmm0, %xmm0
+        movq    %xmm0, (%edi)
+        decl    %ecx
+        jnz     17b
+        ret
+18:
+        movl    %ecx, (%edi)
+        lock incl 0x800(%edi)
+        decl    %ecx
+        jnz     18b
         ret
 12:
         movl    $1, %eax

@@ -1589,19 +1589,17 @@ static void test_guest_hammer(const void *opaque)
 }
 
 /*
- * Protection changes while a vCPU writes: once set-subpage returned, no
- * protected byte changes; writable bytes keep changing; no deadlock.
+ * Protection changes while the guest writes page P: once set-subpage
+ * returned, no protected byte changes; writable bytes keep changing; no
+ * deadlock.  @rounds protect-and-lift rounds.
  */
-static void test_guest_concurrent(const void *opaque)
+static void toggle_while_writing(QTestState *qts, int rounds)
 {
-    const char *accel = opaque;
-    QTestState *qts = start_guest(accel, "-smp 2 -spp event-rate=10");
     uint8_t a[4096], b[4096];
     gint64 deadline;
     int round, i;
 
-    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_WRITER);
-    for (round = 0; round < 40; round++) {
+    for (round = 0; round < rounds; round++) {
         uint32_t wp = round % 2 ? 0 : 0x0000ffff;
         bool moved = false;
 
@@ -1632,6 +1630,16 @@ static void test_guest_concurrent(const void *opaque)
             qtest_memread(qts, SPP_PAGE_P, b, sizeof(b));
         } while (!memcmp(a, b, sizeof(a)));
     }
+}
+
+/* Protection changes while a vCPU writes (see toggle_while_writing()). */
+static void test_guest_concurrent(const void *opaque)
+{
+    const char *accel = opaque;
+    QTestState *qts = start_guest(accel, "-smp 2 -spp event-rate=10");
+
+    qtest_writel(qts, SPP_MB_CMD, SPP_CMD_WRITER);
+    toggle_while_writing(qts, 40);
     guest_run(qts, SPP_CMD_MATRIX + 100, 0);   /* any other command stops */
     g_assert_cmpuint(spp_counter(qts, "violations-cpu"), >, 0);
     qtest_quit(qts);
@@ -2175,6 +2183,137 @@ static void test_guest_smp_churn(const void *opaque)
     g_assert_cmpuint(spp_counter(dst, "violations"), ==, 0);
     qtest_quit(dst);
     unlink(file);
+}
+
+/* A guest of @c->ncpus vCPUs, its APs woken, with -spp @spp_args. */
+static QTestState *start_smp_guest(const SmpCase *c, const char *spp_args)
+{
+    g_autofree char *args = g_strdup_printf("-smp %u -spp %s", c->ncpus,
+                                            spp_args);
+    QTestState *qts = start_guest(c->accel, args);
+
+    smp_start(qts, c->ncpus);
+    return qts;
+}
+
+/*
+ * Every vCPU hammers a protected sub-page at once: every store is
+ * counted once, the events are rate-limited, no byte lands.
+ */
+static void test_guest_smp_hammer(const void *opaque)
+{
+    const SmpCase *c = opaque;
+    QTestState *qts = start_smp_guest(c, "event-rate=10");
+    const uint32_t n = strcmp(c->accel, "kvm") ? 20000 : 5000;
+    gint64 t0 = g_get_monotonic_time();
+    GPtrArray *events;
+    uint64_t sent;
+
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    smp_job(qts, c->ncpus, SPP_JOB_HAMMER, n, SPP_PAGE_P);
+    events = take_events(qts);
+    sent = spp_counter(qts, "events-sent");
+
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, c->ncpus * n);
+    g_assert_cmpuint(sent + spp_counter(qts, "events-suppressed"), ==,
+                     c->ncpus * n);
+    g_assert_cmpuint(events->len, ==, sent);
+    g_assert_cmpuint(sent, <=,
+                     10 * ((g_get_monotonic_time() - t0) / G_USEC_PER_SEC + 2));
+    g_assert_cmphex(qtest_readb(qts, SPP_PAGE_P), ==, 0);
+    g_ptr_array_free(events, true);
+    qtest_quit(qts);
+}
+
+/* Protection changes while every vCPU writes the page. */
+static void test_guest_smp_concurrent(const void *opaque)
+{
+    const SmpCase *c = opaque;
+    QTestState *qts = start_smp_guest(c, "event-rate=10");
+    uint32_t done = qtest_readl(qts, SPP_SMP_DONE);
+    gint64 deadline;
+
+    smp_job_begin(qts, SPP_JOB_WRITER, 1, SPP_PAGE_P);
+    toggle_while_writing(qts, 40);
+    qtest_writel(qts, SPP_SMP_CMD, 0);          /* the writers stop */
+    deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
+    while (!smp_job_done(qts, c->ncpus, done)) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), >, 0);
+    qtest_quit(qts);
+}
+
+/*
+ * pause with every vCPU storing: each stores 1 to protected sub-page 0
+ * first, then increments a counter in writable sub-page 16.  The VM
+ * stops, and every vCPU that wrote stopped at its store: the counter is
+ * still 0.  Lifted and resumed, every vCPU finishes; the stores that
+ * stopped the VM were dropped, those not made before the pause land.
+ */
+static void test_guest_smp_pause(const void *opaque)
+{
+    const SmpCase *c = opaque;
+    QTestState *qts = start_smp_guest(c, "policy=pause");
+    uint32_t done = qtest_readl(qts, SPP_SMP_DONE);
+    uint64_t n;
+
+    set_subpage(qts, GFN_P, 1, 0xfffffffe);
+    smp_job_begin(qts, SPP_JOB_STORE_INC, 1, SPP_PAGE_P);
+    qtest_qmp_eventwait(qts, "STOP");
+    wait_status(qts, "paused");
+    n = spp_counter(qts, "violations-cpu");
+    g_test_message("%s, %u vCPUs: %" PRIu64 " stopped at their store",
+                   c->accel, c->ncpus, n);
+    g_assert_cmpuint(n, >=, 1);
+    g_assert_cmpuint(n, <=, c->ncpus);
+    g_assert_cmphex(qtest_readl(qts, SPP_PAGE_P), ==, 0);
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P + 0x800), ==, 0);
+
+    set_subpage(qts, GFN_P, 1, WP_ALL);
+    qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
+    while (!smp_job_done(qts, c->ncpus, done)) {
+        g_usleep(1000);
+    }
+    /* a dropped store is not made again; those not yet made landed */
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P), ==, n < c->ncpus);
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P + 0x800), ==, c->ncpus);
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, n);
+    qtest_quit(qts);
+}
+
+/*
+ * Every vCPU makes movq stores across into a protected sub-page (under
+ * KVM each one goes to the step fallback, which keeps the other vCPUs
+ * out of the guest) while the monitor asks every vCPU for its
+ * registers: every call comes back, every store's writable half lands
+ * and its protected half is blocked and counted.
+ */
+static void test_guest_smp_step(const void *opaque)
+{
+    const SmpCase *c = opaque;
+    QTestState *qts = start_smp_guest(c, "event-rate=1");
+    uint32_t done = qtest_readl(qts, SPP_SMP_DONE);
+    /* under KVM each store is a step: about 15 ms in the nested lab */
+    const uint32_t n = strcmp(c->accel, "kvm") ? 1000 : 250;
+    gint64 deadline = g_get_monotonic_time() + 6 * GUEST_TIMEOUT_US;
+    unsigned calls = 0;
+
+    set_subpage(qts, GFN_P, 1, 0x80000000);     /* sub-page 31 writable */
+    set_subpage(qts, GFN_P + 1, 1, 0xfffffffe); /* sub-page 0 protected */
+    smp_job_begin(qts, SPP_JOB_MOVQ, n, SPP_PAGE_P + 0xffc);
+    do {
+        g_free(qtest_hmp(qts, "info registers -a"));
+        calls++;
+        g_assert(g_get_monotonic_time() < deadline);
+    } while (!smp_job_done(qts, c->ncpus, done));
+    g_test_message("%s, %u vCPUs: %u monitor calls during the stores",
+                   c->accel, c->ncpus, calls);
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P + 0xffc), ==, 1);
+    g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_Q), ==, 0);
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu"), ==, c->ncpus * n);
+    qtest_quit(qts);
 }
 
 #define BLK_REQ 0x500000
@@ -2958,7 +3097,18 @@ static bool kvm_probe(void)
 static void add_guest_tests(const char *accel)
 {
     static const unsigned ncpus[] = { 2, 4 };
-    size_t i;
+    static const struct {
+        const char *name;
+        GTestDataFunc fn;
+    } smp_tests[] = {
+        { "atomics", test_guest_smp_atomics },
+        { "churn", test_guest_smp_churn },
+        { "hammer", test_guest_smp_hammer },
+        { "concurrent", test_guest_smp_concurrent },
+        { "pause", test_guest_smp_pause },
+        { "step", test_guest_smp_step },
+    };
+    size_t i, j;
     g_autofree char *m = g_strdup_printf("/spp/%s/guest-matrix", accel);
     g_autofree char *mc = g_strdup_printf("/spp/%s/guest-matrix-count",
                                           accel);
@@ -2988,20 +3138,15 @@ static void add_guest_tests(const char *accel)
     qtest_add_data_func(wrr, accel, test_guest_writer_real_mode);
     qtest_add_data_func(smc, accel, test_guest_smc);
     for (i = 0; i < ARRAY_SIZE(ncpus); i++) {
-        SmpCase *c = g_new(SmpCase, 1);
-        g_autofree char *path = g_strdup_printf("/spp/%s/guest-smp%u-atomics",
-                                                accel, ncpus[i]);
+        for (j = 0; j < ARRAY_SIZE(smp_tests); j++) {
+            SmpCase *c = g_new(SmpCase, 1);
+            g_autofree char *path = g_strdup_printf("/spp/%s/guest-smp%u-%s",
+                                                    accel, ncpus[i],
+                                                    smp_tests[j].name);
 
-        *c = (SmpCase) { .accel = accel, .ncpus = ncpus[i] };
-        qtest_add_data_func_full(path, c, test_guest_smp_atomics, g_free);
-    }
-    for (i = 0; i < ARRAY_SIZE(ncpus); i++) {
-        SmpCase *c = g_new(SmpCase, 1);
-        g_autofree char *path = g_strdup_printf("/spp/%s/guest-smp%u-churn",
-                                                accel, ncpus[i]);
-
-        *c = (SmpCase) { .accel = accel, .ncpus = ncpus[i] };
-        qtest_add_data_func_full(path, c, test_guest_smp_churn, g_free);
+            *c = (SmpCase) { .accel = accel, .ncpus = ncpus[i] };
+            qtest_add_data_func_full(path, c, smp_tests[j].fn, g_free);
+        }
     }
 }
 
