@@ -357,6 +357,176 @@ static MemoryWriteTrapListener kvm_write_trap_listener = {
     .vcpu_stores = true,
 };
 
+/*
+ * Keeping the slots of re-bounded RAM.  A memory transaction that only
+ * moves a bound of a RAM range (the firmware carving SMRAM or TSEG out
+ * of low RAM, a hole opened in the middle) deletes the old range and
+ * adds the new one, and kvm_region_commit() would delete and re-create
+ * every slot of it: with write traps, thousands.  Where a deleted and
+ * an added section map the same RAM at the same addresses, the whole
+ * slots they share stay as they are; only the slots outside them are
+ * deleted and added.
+ */
+
+static hwaddr kvm_write_trap_section_end(const MemoryRegionSection *s)
+{
+    return s->offset_within_address_space + int128_get64(s->size);
+}
+
+/* Whether @a maps what @d maps, at the same addresses */
+static bool kvm_write_trap_same_map(const MemoryRegionSection *d,
+                                    const MemoryRegionSection *a)
+{
+    hwaddr page = qemu_real_host_page_size();
+
+    return d->mr == a->mr && memory_region_is_ram(d->mr) &&
+           !memory_region_has_guest_memfd(d->mr) &&
+           d->readonly == a->readonly &&
+           d->offset_within_region - d->offset_within_address_space ==
+           a->offset_within_region - a->offset_within_address_space &&
+           QEMU_IS_ALIGNED(d->offset_within_address_space, page) &&
+           QEMU_IS_ALIGNED(int128_get64(d->size), page) &&
+           QEMU_IS_ALIGNED(a->offset_within_address_space, page) &&
+           QEMU_IS_ALIGNED(int128_get64(a->size), page);
+}
+
+/* The slot of @kml that holds @addr of @d's RAM, or NULL */
+static KVMSlot *kvm_write_trap_slot_of(KVMMemoryListener *kml,
+                                       const MemoryRegionSection *d,
+                                       hwaddr addr)
+{
+    int i;
+
+    for (i = 0; i < kml->nr_slots_allocated; i++) {
+        KVMSlot *mem = &kml->slots[i];
+        hwaddr off = mem->start_addr - d->offset_within_address_space +
+                     d->offset_within_region;
+
+        if (mem->memory_size && addr >= mem->start_addr &&
+            addr - mem->start_addr < mem->memory_size) {
+            /* a slot of another mapping: keep nothing */
+            return mem->ram == memory_region_get_ram_ptr(d->mr) + off ?
+                   mem : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* @u shrunk to [@start, @end); false if that is empty */
+static bool kvm_write_trap_cut(MemoryRegionSection *u,
+                               const MemoryRegionSection *from,
+                               hwaddr start, hwaddr end)
+{
+    if (start >= end) {
+        return false;
+    }
+    *u = *from;
+    u->offset_within_region += start - from->offset_within_address_space;
+    u->offset_within_address_space = start;
+    u->size = int128_make64(end - start);
+    return true;
+}
+
+/*
+ * Replace @u of @q by its pieces outside [@k0, @k1) (none, one or two,
+ * in address order); the number of pieces.
+ */
+static int kvm_write_trap_split(KVMMemoryUpdate *u, hwaddr k0, hwaddr k1,
+                                bool del, KVMMemoryListener *kml)
+{
+    MemoryRegionSection whole = u->section;
+    KVMMemoryUpdate *hi = g_new0(KVMMemoryUpdate, 1);
+    bool has_lo = kvm_write_trap_cut(&u->section, &whole,
+                                     whole.offset_within_address_space, k0);
+    bool has_hi = kvm_write_trap_cut(&hi->section, &whole, k1,
+                                     kvm_write_trap_section_end(&whole));
+
+    if (has_hi) {
+        if (del) {
+            QSIMPLEQ_INSERT_AFTER(&kml->transaction_del, u, hi, next);
+        } else {
+            QSIMPLEQ_INSERT_AFTER(&kml->transaction_add, u, hi, next);
+        }
+    } else {
+        g_free(hi);
+    }
+    if (!has_lo) {
+        if (del) {
+            QSIMPLEQ_REMOVE(&kml->transaction_del, u, KVMMemoryUpdate, next);
+        } else {
+            QSIMPLEQ_REMOVE(&kml->transaction_add, u, KVMMemoryUpdate, next);
+        }
+        g_free(u);
+    }
+    return has_lo + has_hi;
+}
+
+/* Keep the whole slots @d and @a share; false if there are none. */
+static bool kvm_write_trap_keep(KVMMemoryListener *kml, KVMMemoryUpdate *d,
+                                KVMMemoryUpdate *a)
+{
+    MemoryRegion *mr = d->section.mr;
+    hwaddr lo = MAX(d->section.offset_within_address_space,
+                    a->section.offset_within_address_space);
+    hwaddr hi = MIN(kvm_write_trap_section_end(&d->section),
+                    kvm_write_trap_section_end(&a->section));
+    KVMSlot *first, *last;
+    hwaddr k0, k1;
+    int pieces;
+
+    if (lo >= hi || !kvm_write_trap_same_map(&d->section, &a->section)) {
+        return false;
+    }
+    first = kvm_write_trap_slot_of(kml, &d->section, lo);
+    last = kvm_write_trap_slot_of(kml, &d->section, hi - 1);
+    if (!first || !last) {
+        return false;
+    }
+    /* the whole slots in [lo, hi) */
+    k0 = first->start_addr == lo ? lo :
+         first->start_addr + first->memory_size;
+    k1 = last->start_addr + last->memory_size == hi ? hi : last->start_addr;
+    if (k0 >= k1) {
+        return false;
+    }
+    trace_kvm_write_trap_keep_slots(kml->as_id, k0, k1 - k0);
+    /*
+     * kvm_region_commit() drops a reference to the region for each
+     * update it deletes and takes one for each it adds: make up for
+     * the pieces.
+     */
+    pieces = kvm_write_trap_split(d, k0, k1, true, kml);
+    pieces -= kvm_write_trap_split(a, k0, k1, false, kml);
+    for (; pieces > 0; pieces--) {
+        memory_region_ref(mr);
+    }
+    for (; pieces < 0; pieces++) {
+        memory_region_unref(mr);
+    }
+    return true;
+}
+
+void kvm_write_trap_keep_slots(KVMMemoryListener *kml)
+{
+    KVMMemoryUpdate *d, *a;
+    bool kept;
+
+    do {
+        kept = false;
+        QSIMPLEQ_FOREACH(d, &kml->transaction_del, next) {
+            QSIMPLEQ_FOREACH(a, &kml->transaction_add, next) {
+                kept = kvm_write_trap_keep(kml, d, a);
+                if (kept) {
+                    break;
+                }
+            }
+            if (kept) {
+                break;      /* the lists changed: from the start */
+            }
+        }
+    } while (kept);
+}
+
 static KvmWriteTrapRmwFn *kvm_write_trap_rmw_fn;
 
 void kvm_write_trap_set_rmw_handler(KvmWriteTrapRmwFn *fn)

@@ -25,6 +25,15 @@ struct kvm_run;
  */
 bool kvm_write_trap_init(struct KVMState *s, bool zap_all);
 
+/*
+ * Called by kvm_region_commit() before it deletes and adds slots: where
+ * a deleted and an added section map the same RAM at the same
+ * addresses, keep the whole slots they share instead of deleting and
+ * re-creating them (the transaction lists then hold only the rest).
+ */
+struct KVMMemoryListener;
+void kvm_write_trap_keep_slots(struct KVMMemoryListener *kml);
+
 /* Whether memslot deletions zap only their own slot (see above). */
 bool kvm_write_trap_zaps_slot_only(void);
 

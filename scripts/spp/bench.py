@@ -232,9 +232,65 @@ def bench_linux_boot(qemu, accel, protect, kernel=None, initrd=None):
     return t
 
 
+ONE_PAGE_PAIRS = 100
+
+
+def one_page_changes(vm, accel, gfn, log):
+    """Protect and clear page @gfn ONE_PAGE_PAIRS times, one set-subpage
+    each, from the synchronous client: (median seconds a call, and under
+    KVM the median memslot ioctls a call and the median seconds from the
+    first re-slot to the last ioctl of a call, from the trace in @log)."""
+    spans = []
+    for name in ('kvm_write_trap_reslot', 'kvm_set_user_memory'):
+        if accel == 'kvm':
+            vm.qmp.cmd('trace-event-set-state', name=name, enable=True)
+    start = os.path.getsize(log) if accel == 'kvm' else 0
+    for i in range(2 * ONE_PAGE_PAIRS):
+        t0 = time.time()
+        assert 'return' in vm.raw.cmd('set-subpage', {
+            'base_gfn': gfn, 'npages': 1,
+            'wp_map': 0xffffffff if i % 2 else 0x5555aaaa})
+        spans.append((t0, time.time()))
+    if accel != 'kvm':
+        return statistics.median(b - a for a, b in spans), None, None
+    for name in ('kvm_write_trap_reslot', 'kvm_set_user_memory'):
+        vm.qmp.cmd('trace-event-set-state', name=name, enable=False)
+    # "pid@seconds.micros:event ..." (-msg timestamp=on)
+    events = []
+    with open(log) as f:
+        f.seek(start)
+        for line in f:
+            head, _, rest = line.partition(':')
+            if '@' in head and rest.startswith(('kvm_write_trap_reslot',
+                                                'kvm_set_user_memory')):
+                events.append((float(head.split('@')[1]),
+                               rest.startswith('kvm_set_user_memory')))
+    ioctls, in_slots = [], []
+    for a, b in spans:
+        mine = [e for e in events if a <= e[0] <= b]
+        ioctls.append(sum(1 for e in mine if e[1]))
+        in_slots.append(mine[-1][0] - mine[0][0] if mine else 0.0)
+    return (statistics.median(b - a for a, b in spans),
+            statistics.median(ioctls), statistics.median(in_slots))
+
+
+def one_page_row(accel, runs, res):
+    t, ioctls, in_slots = res
+    note = ''
+    if ioctls is not None:
+        note = (f'{ioctls:.0f} memslot ioctls a call, '
+                f'{in_slots * 1e6:.0f} us from the first re-slot to the '
+                'last ioctl')
+    return (f'set-subpage of 1 page, {runs:,} runs already protected '
+            f'(median of {2 * ONE_PAGE_PAIRS} calls, protect and clear)',
+            f'{t * 1e6:.0f} us', note)
+
+
 def bench_changes(qemu, accel):
     rows = []
-    vm = Vm(qemu, accel)
+    log = os.path.join(os.environ.get('TMPDIR', '/tmp'),
+                       'spp-bench-changes-%d.log' % os.getpid())
+    vm = Vm(qemu, accel, extra=('-D', log, '-msg', 'timestamp=on'))
     base = FAR_BASE
     t = vm.set(base, GIB_PAGES, 0x0000ffff)
     rows.append(('set-subpage, 1 GiB contiguous (262,144 pages), one call',
@@ -290,7 +346,19 @@ def bench_changes(qemu, accel):
                  f'{statistics.median(floor) * 1e6:.0f} us',
                  f'an empty query-status: '
                  f'{statistics.median(empty) * 1e6:.0f} us'))
+
+    # a 1-page change far from the others, with 10,000 runs and with 10
+    one = base + SCATTERED * STRIDE + 4096
+    many_runs = one_page_changes(vm, accel, one, log)
     vm.qmp.cmd('set-subpages', **{'gfns': gfns, 'wp-map': 0xffffffff})
+    vm.qmp.cmd('set-subpages', **{'gfns': gfns[:10], 'wp-map': 0x5555aaaa})
+    few_runs = one_page_changes(vm, accel, one, log)
+    rows.append(one_page_row(accel, 10, few_runs))
+    rows.append(one_page_row(accel, SCATTERED, many_runs))
+    rows.append(('1-page change, 10,000 runs / 10 runs',
+                 f'{many_runs[0] / few_runs[0]:.2f}',
+                 'goal: the same cost (1.0)'))
+    vm.qmp.cmd('set-subpages', **{'gfns': gfns[:10], 'wp-map': 0xffffffff})
 
     # under KVM each run is a memslot: 100,000 runs are refused
     for count in (MANY, MANY_KVM) if accel == 'kvm' else (MANY,):
@@ -310,6 +378,8 @@ def bench_changes(qemu, accel):
                      f'{info["trapped-unprotected-pages"]:,} unprotected '
                      'pages trapped'))
     vm.close()
+    if os.path.exists(log):
+        os.unlink(log)
     return rows
 
 
@@ -436,31 +506,43 @@ def chart(results, path):
 
 
 def measure(qemu, guest, accel, floor=None, linux=(None, None)):
-    """The cases measured under every accelerator."""
+    """The cases measured under every accelerator.  SPP_BENCH_ONLY (a
+    comma-separated list of the keys below) measures some of them only,
+    for a look at one figure; make bench needs them all."""
+    only = os.environ.get('SPP_BENCH_ONLY')
+    want = set(only.split(',')) if only else None
+    cases = [
+        ('stores', 'guest store cost',
+         lambda: bench_store_cost(qemu, guest, accel)),
+        ('kinds', 'store kinds on protected sub-pages',
+         lambda: bench_store_kinds(qemu, guest, accel)),
+        ('changes', 'protection changes', lambda: bench_changes(qemu, accel)),
+        ('walk', 'changes while the guest walks its memory',
+         lambda: bench_walk(qemu, guest, accel)),
+        ('latency', 'violation to event',
+         lambda: bench_event_latency(qemu, guest, accel)),
+        ('linux_boot', 'stock Linux boot',
+         lambda: [statistics.median(
+             bench_linux_boot(qemu, accel, protect, *linux)
+             for _ in range(3)) for protect in (False, True)]),
+        ('boot', 'boot',
+         lambda: [statistics.median(bench_boot(qemu, guest, accel, protect)
+                                    for _ in range(3))
+                  for protect in (False, True)]),
+    ]
     r = {}
-    print(f'bench: guest store cost ({accel})', flush=True)
-    r['stores'] = bench_store_cost(qemu, guest, accel)
-    print(f'bench: store kinds on protected sub-pages ({accel})', flush=True)
-    r['kinds'] = bench_store_kinds(qemu, guest, accel)
-    if floor and accel == 'kvm':
+    if want and want - {c[0] for c in cases} - {'floor'}:
+        raise SystemExit('SPP_BENCH_ONLY: no case %s' %
+                         ', '.join(sorted(want - {c[0] for c in cases})))
+    if floor and accel == 'kvm' and (not want or 'floor' in want):
         res = subprocess.run([floor], capture_output=True, text=True,
                              check=True).stdout.split()
         r['floor'] = float(res[0])
-    print(f'bench: protection changes ({accel})', flush=True)
-    r['changes'] = bench_changes(qemu, accel)
-    print(f'bench: changes while the guest walks its memory ({accel})',
-          flush=True)
-    r['walk'] = bench_walk(qemu, guest, accel)
-    print(f'bench: violation to event ({accel})', flush=True)
-    r['latency'] = bench_event_latency(qemu, guest, accel)
-    print(f'bench: stock Linux boot ({accel})', flush=True)
-    r['linux_boot'] = [statistics.median(
-        bench_linux_boot(qemu, accel, protect, *linux) for _ in range(3))
-        for protect in (False, True)]
-    print(f'bench: boot ({accel})', flush=True)
-    r['boot'] = [statistics.median(bench_boot(qemu, guest, accel, protect)
-                                   for _ in range(3))
-                 for protect in (False, True)]
+    for key, what, fn in cases:
+        if want and key not in want:
+            continue
+        print(f'bench: {what} ({accel})', flush=True)
+        r[key] = fn()
     return r
 
 
@@ -625,6 +707,8 @@ def measure_in_lab(lab, qemu, guest, pypath, floor):
            '--file', os.path.join(here, 'linuxvm.py'),
            '--file', kernel, '--file', initrd,
            '--dir', os.path.dirname(os.__file__), '--dir', pypath]
+    if os.environ.get('SPP_BENCH_ONLY'):
+        cmd += ['--env', 'SPP_BENCH_ONLY=' + os.environ['SPP_BENCH_ONLY']]
     if floor:
         cmd += ['--file', floor]
     py = os.path.realpath(sys.executable)

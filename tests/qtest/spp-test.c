@@ -1947,6 +1947,89 @@ static void test_guest_smc(const void *opaque)
     qtest_quit(qts);
 }
 
+/*
+ * Turn a 1 MiB TSEG at the top of low RAM on or off: q35's SMRAM
+ * (G_SMRAME) and ESMRAMC (T_EN, TSEG_SZ) registers.
+ */
+static void set_tseg(QTestState *qts, bool on)
+{
+    uint8_t smram, esmramc;
+
+    qtest_outl(qts, 0xcf8, 0x80000000 | 0x9c);      /* 0:0.0, 0x9c */
+    smram = qtest_inb(qts, 0xcfd) & ~0x08;
+    esmramc = qtest_inb(qts, 0xcfe) & ~0x07;
+    qtest_outb(qts, 0xcfd, smram | (on ? 0x08 : 0));
+    qtest_outb(qts, 0xcfe, esmramc | (on ? 0x01 : 0));
+}
+
+/* The guest stores 10 times to @gpa: blocked and counted, or landed. */
+static void check_stores(QTestState *qts, uint32_t gpa, bool protected)
+{
+    uint64_t before = spp_counter(qts, "violations-cpu");
+
+    guest_run_at(qts, SPP_CMD_STORE_LOOP, 10, gpa);
+    g_assert_cmphex(qtest_readl(qts, gpa), ==, protected ? 0 : 1);
+    g_assert_cmpuint(spp_counter(qts, "violations-cpu") - before, ==,
+                     protected ? 10 : 0);
+}
+
+/*
+ * Firmware re-bounds RAM (a TSEG carved out of the top of low RAM,
+ * then given back, as SeaBIOS and OVMF do at boot): the RAM range that
+ * holds the protected pages is deleted and added again, bounded
+ * differently.  Every protected page still blocks, every page next to
+ * one still takes stores; under KVM the slots both ranges share are
+ * kept (kvm_write_trap_keep_slots()), not made again.
+ */
+static void test_guest_rebound(const void *opaque)
+{
+    const char *accel = opaque;
+    g_autofree char *log = g_build_filename(g_get_tmp_dir(),
+                                            "spp-test-rebound-XXXXXX", NULL);
+    g_autofree char *args = NULL;
+    g_autofree char *trace = NULL;
+    /* 64 MiB of RAM: the TSEG is [63 MiB, 64 MiB) */
+    static const uint32_t gfns[] = { 0x800, 0x980, 0x1b00, 0x3e00, 0x3eff };
+    const uint32_t in_tseg = 0x3f80;
+    QTestState *qts;
+    unsigned i;
+    int fd = g_mkstemp(log);
+
+    g_assert(fd >= 0);
+    close(fd);
+    args = g_strdup_printf("-spp event-rate=0 -D %s "
+                           "-trace kvm_write_trap_keep_slots", log);
+    qts = start_guest(accel, args);
+    for (i = 0; i < ARRAY_SIZE(gfns); i++) {
+        set_subpage(qts, gfns[i], 1, 0);
+    }
+    set_subpage(qts, in_tseg, 1, 0);
+
+    set_tseg(qts, true);
+    /* outside SMM the TSEG reads as all ones */
+    g_assert_cmphex(qtest_readl(qts, in_tseg << 12), ==, 0xffffffff);
+    for (i = 0; i < ARRAY_SIZE(gfns); i++) {
+        check_stores(qts, gfns[i] << 12, true);
+        check_stores(qts, (gfns[i] - 1) << 12, false);
+    }
+    set_tseg(qts, false);
+    for (i = 0; i < ARRAY_SIZE(gfns); i++) {
+        check_stores(qts, gfns[i] << 12, true);
+        check_stores(qts, (gfns[i] + 1) << 12, false);
+    }
+    check_stores(qts, in_tseg << 12, true);
+    check_stores(qts, (in_tseg + 1) << 12, false);
+    g_assert_cmpuint(spp_counter(qts, "protected-pages"), ==,
+                     ARRAY_SIZE(gfns) + 1);
+    qtest_quit(qts);
+
+    g_assert(g_file_get_contents(log, &trace, NULL, NULL));
+    unlink(log);
+    if (!strcmp(accel, "kvm")) {
+        g_assert(strstr(trace, "kvm_write_trap_keep_slots"));
+    }
+}
+
 /* Protect sub-page 0 of P, run guest command @cmd once, wait for the pause. */
 static void run_until_paused(QTestState *qts, uint32_t cmd)
 {
@@ -3125,6 +3208,7 @@ static void add_guest_tests(const char *accel)
     g_autofree char *wrr = g_strdup_printf("/spp/%s/guest-writer-real-mode",
                                            accel);
     g_autofree char *smc = g_strdup_printf("/spp/%s/guest-smc", accel);
+    g_autofree char *rb = g_strdup_printf("/spp/%s/guest-rebound", accel);
 
     qtest_add_data_func(m, accel, test_guest_matrix);
     qtest_add_data_func(mc, accel, test_guest_matrix_count);
@@ -3137,6 +3221,7 @@ static void add_guest_tests(const char *accel)
     qtest_add_data_func(wrk, accel, test_guest_writer_kinds);
     qtest_add_data_func(wrr, accel, test_guest_writer_real_mode);
     qtest_add_data_func(smc, accel, test_guest_smc);
+    qtest_add_data_func(rb, accel, test_guest_rebound);
     for (i = 0; i < ARRAY_SIZE(ncpus); i++) {
         for (j = 0; j < ARRAY_SIZE(smp_tests); j++) {
             SmpCase *c = g_new(SmpCase, 1);
