@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +46,9 @@
 
 static int vm, vcpu;
 static struct kvm_run *run;
-static volatile int stop;
-static volatile const char *failure;
+/* set by the main thread, and by the vCPU thread when a check fails */
+static atomic_int stop;
+static _Atomic(const char *) failure;
 static unsigned long exits;
 
 static void die(const char *what)
@@ -69,7 +71,7 @@ static void *vcpu_thread(void *arg)
     uint8_t expect = 0;
     struct kvm_regs regs;
 
-    while (!stop) {
+    while (!atomic_load(&stop)) {
         if (ioctl(vcpu, KVM_RUN, 0) < 0) {
             if (errno == EINTR) {
                 continue;
@@ -107,8 +109,8 @@ static void *vcpu_thread(void *arg)
             }
         }
     }
-    if (!stop) {
-        failure = msg;
+    if (!atomic_load(&stop)) {
+        atomic_store(&failure, msg);
     }
     return NULL;
 }
@@ -200,7 +202,7 @@ int main(int argc, char **argv)
     }
 
     end = now() + seconds;
-    while (!failure && now() < end) {
+    while (!atomic_load(&failure) && now() < end) {
         /* delete, then re-add the other way: a re-slot */
         set_slot(2, CHURN_GPA, 0, churn, 0);
         set_slot(2, CHURN_GPA, 0x1000, churn,
@@ -208,13 +210,13 @@ int main(int argc, char **argv)
         changes++;
         usleep(1000);
     }
-    stop = 1;
+    atomic_store(&stop, 1);
     /* a store exits soon: the vCPU thread sees stop then */
     pthread_join(thread, NULL);
     printf("kvm-slot-stress: %lu exits, %lu memslot changes in %.0f s\n",
            exits, changes, seconds);
-    if (failure) {
-        printf("kvm-slot-stress: FAILED: %s\n", failure);
+    if (atomic_load(&failure)) {
+        printf("kvm-slot-stress: FAILED: %s\n", atomic_load(&failure));
         return 1;
     }
     if (!exits) {
