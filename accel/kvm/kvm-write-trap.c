@@ -19,6 +19,7 @@
 #include <linux/kvm.h>
 #include "qemu/bitmap.h"
 #include "qemu/error-report.h"
+#include "qemu/lockable.h"
 #include "qemu/rcu.h"
 #include "exec/address-spaces.h"
 #include "exec/ram-write-trap.h"
@@ -412,6 +413,51 @@ static KVMSlot *kvm_write_trap_slot_of(KVMMemoryListener *kml,
     return NULL;
 }
 
+/*
+ * Whether @mem, a slot at @off in @mr, is what kvm_set_phys_mem() would
+ * make there now: the same dirty logging, and read-only exactly where
+ * the region is or its pages are write-trapped.
+ */
+static bool kvm_write_trap_slot_fits(const KVMSlot *mem, MemoryRegion *mr,
+                                     hwaddr off)
+{
+    bool log = memory_region_get_dirty_log_mask(mr) != 0;
+    bool ro = mr->readonly || memory_region_is_romd(mr);
+    bool trapped = false;
+
+    if (!!(mem->flags & KVM_MEM_LOG_DIRTY_PAGES) != log ||
+        mem->ram != memory_region_get_ram_ptr(mr) + off) {
+        return false;
+    }
+    if (ro) {
+        return mem->flags & KVM_MEM_READONLY;
+    }
+    return memory_region_write_trap_run(mr, off, mem->memory_size,
+                                        &trapped) == mem->memory_size &&
+           trapped == !!(mem->flags & KVM_MEM_READONLY);
+}
+
+/* Whether every slot of @kml in [@k0, @k1), in @d's RAM, fits (above) */
+static bool kvm_write_trap_slots_fit(KVMMemoryListener *kml,
+                                     const MemoryRegionSection *d,
+                                     hwaddr k0, hwaddr k1)
+{
+    int i;
+
+    for (i = 0; i < kml->nr_slots_allocated; i++) {
+        KVMSlot *mem = &kml->slots[i];
+
+        if (mem->memory_size && mem->start_addr >= k0 &&
+            mem->start_addr < k1 &&
+            !kvm_write_trap_slot_fits(mem, d->mr, mem->start_addr -
+                                      d->offset_within_address_space +
+                                      d->offset_within_region)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* @u shrunk to [@start, @end); false if that is empty */
 static bool kvm_write_trap_cut(MemoryRegionSection *u,
                                const MemoryRegionSection *from,
@@ -428,8 +474,9 @@ static bool kvm_write_trap_cut(MemoryRegionSection *u,
 }
 
 /*
- * Replace @u of @q by its pieces outside [@k0, @k1) (none, one or two,
- * in address order); the number of pieces.
+ * Replace @u, in @kml's list of sections to delete (@del) or to add, by
+ * its pieces outside [@k0, @k1) (none, one or two, in address order);
+ * the number of pieces.
  */
 static int kvm_write_trap_split(KVMMemoryUpdate *u, hwaddr k0, hwaddr k1,
                                 bool del, KVMMemoryListener *kml)
@@ -486,7 +533,7 @@ static bool kvm_write_trap_keep(KVMMemoryListener *kml, KVMMemoryUpdate *d,
     k0 = first->start_addr == lo ? lo :
          first->start_addr + first->memory_size;
     k1 = last->start_addr + last->memory_size == hi ? hi : last->start_addr;
-    if (k0 >= k1) {
+    if (k0 >= k1 || !kvm_write_trap_slots_fit(kml, &d->section, k0, k1)) {
         return false;
     }
     trace_kvm_write_trap_keep_slots(kml->as_id, k0, k1 - k0);
@@ -511,6 +558,11 @@ void kvm_write_trap_keep_slots(KVMMemoryListener *kml)
     KVMMemoryUpdate *d, *a;
     bool kept;
 
+    /* Without traps, sections and slots match one to one: nothing to do */
+    if (!memory_write_trap_count()) {
+        return;
+    }
+    QEMU_LOCK_GUARD(&kml_slots_lock);
     do {
         kept = false;
         QSIMPLEQ_FOREACH(d, &kml->transaction_del, next) {
