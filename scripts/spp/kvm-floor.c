@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include "kvm-mini.h"
 
 #define ROUNDS 200000
 
@@ -42,11 +43,10 @@ int main(void)
         .slot = 1, .flags = KVM_MEM_READONLY,
         .guest_phys_addr = 0x10000, .memory_size = 0x1000,
     };
-    struct kvm_sregs sregs;
-    struct kvm_regs regs = { .rip = 0, .rflags = 2 };
+    const char *what;
     struct kvm_run *run;
     struct timespec t0, t1;
-    int kvm, vm, vcpu, size, i;
+    int kvm, vm, vcpu, i;
     void *mem, *romem;
 
     kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -71,23 +71,9 @@ int main(void)
         ioctl(vm, KVM_SET_USER_MEMORY_REGION, &ro) < 0) {
         die("KVM_SET_USER_MEMORY_REGION");
     }
-    vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-    size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (vcpu < 0 || size <= 0) {
-        die("KVM_CREATE_VCPU");
-    }
-    run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-    if (run == MAP_FAILED) {
-        die("mmap kvm_run");
-    }
-    if (ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) {
-        die("KVM_GET_SREGS");
-    }
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0 ||
-        ioctl(vcpu, KVM_SET_REGS, &regs) < 0) {
-        die("KVM_SET_REGS");
+    what = kvm_mini_vcpu(kvm, vm, &vcpu, &run);
+    if (what) {
+        die(what);
     }
 
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include "kvm-mini.h"
 
 #define RO_GPA      0x10000
 #define CHURN_GPA   0x20000
@@ -146,12 +147,11 @@ int main(int argc, char **argv)
         0xeb, 0xf9,
     };
     double seconds = argc > 1 ? atof(argv[1]) : 20, end;
-    struct kvm_sregs sregs;
-    struct kvm_regs regs = { .rip = 0, .rflags = 2 };
+    const char *what;
     unsigned long changes = 0;
     pthread_t thread;
     void *mem, *romem, *churn;
-    int kvm, size;
+    int kvm;
 
     if (seconds <= 0) {
         fprintf(stderr, "kvm-slot-stress: SECONDS must be positive\n");
@@ -178,23 +178,9 @@ int main(int argc, char **argv)
     set_slot(0, 0, 0x10000, mem, 0);
     set_slot(1, RO_GPA, 0x1000, romem, KVM_MEM_READONLY);
     set_slot(2, CHURN_GPA, 0x1000, churn, 0);
-    vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-    size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (vcpu < 0 || size <= 0) {
-        die("KVM_CREATE_VCPU");
-    }
-    run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-    if (run == MAP_FAILED) {
-        die("mmap kvm_run");
-    }
-    if (ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) {
-        die("KVM_GET_SREGS");
-    }
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0 ||
-        ioctl(vcpu, KVM_SET_REGS, &regs) < 0) {
-        die("KVM_SET_REGS");
+    what = kvm_mini_vcpu(kvm, vm, &vcpu, &run);
+    if (what) {
+        die(what);
     }
     if (pthread_create(&thread, NULL, vcpu_thread, NULL)) {
         fprintf(stderr, "kvm-slot-stress: cannot start the vCPU thread\n");
