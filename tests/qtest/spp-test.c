@@ -2099,18 +2099,26 @@ static bool smp_job_done(QTestState *qts, unsigned ncpus, uint32_t done)
            qtest_readl(qts, SPP_SMP_DONE) == done + ncpus - 1;
 }
 
+/* Wait at most @timeout_us for smp_job_done(). */
+static void smp_job_wait(QTestState *qts, unsigned ncpus, uint32_t done,
+                         gint64 timeout_us)
+{
+    gint64 deadline = g_get_monotonic_time() + timeout_us;
+
+    while (!smp_job_done(qts, ncpus, done)) {
+        g_assert(g_get_monotonic_time() < deadline);
+        g_usleep(1000);
+    }
+}
+
 /* Run SMP job @job on all @ncpus vCPUs at once; return when all are done. */
 static void smp_job(QTestState *qts, unsigned ncpus, uint32_t job,
                     uint32_t arg, uint32_t addr)
 {
     uint32_t done = qtest_readl(qts, SPP_SMP_DONE);
-    gint64 deadline = g_get_monotonic_time() + 6 * GUEST_TIMEOUT_US;
 
     smp_job_begin(qts, job, arg, addr);
-    while (!smp_job_done(qts, ncpus, done)) {
-        g_assert(g_get_monotonic_time() < deadline);
-        g_usleep(1000);
-    }
+    smp_job_wait(qts, ncpus, done, 6 * GUEST_TIMEOUT_US);
 }
 
 typedef struct SmpCase {
@@ -2203,7 +2211,6 @@ static void test_guest_smp_churn(const void *opaque)
     QTestState *src = start_guest(c->accel, args), *dst;
     unsigned attempt;
     uint8_t before[4096], after[4096];
-    gint64 deadline;
     uint32_t done;
     unsigned i;
     int fd;
@@ -2250,11 +2257,7 @@ static void test_guest_smp_churn(const void *opaque)
     dst = qtest_initf("-machine q35 -m 64 -smp %u -cpu %s -accel %s "
                       "-bios %s -spp event-rate=0 -incoming %s", c->ncpus,
                       guest_cpu(c->accel), c->accel, guest_bin, uri);
-    deadline = g_get_monotonic_time() + 6 * GUEST_TIMEOUT_US;
-    while (!smp_job_done(dst, c->ncpus, done)) {
-        g_assert(g_get_monotonic_time() < deadline);
-        g_usleep(1000);
-    }
+    smp_job_wait(dst, c->ncpus, done, 6 * GUEST_TIMEOUT_US);
     g_test_message("%s, %u vCPUs, lock xadd across churn and migration: "
                    "%u of %u increments", c->accel, c->ncpus,
                    qtest_readl(dst, SPP_PAGE_P), c->ncpus * n);
@@ -2314,16 +2317,11 @@ static void test_guest_smp_concurrent(const void *opaque)
     const SmpCase *c = opaque;
     QTestState *qts = start_smp_guest(c, "event-rate=10");
     uint32_t done = qtest_readl(qts, SPP_SMP_DONE);
-    gint64 deadline;
 
     smp_job_begin(qts, SPP_JOB_WRITER, 1, SPP_PAGE_P);
     toggle_while_writing(qts, 40);
     qtest_writel(qts, SPP_SMP_CMD, 0);          /* the writers stop */
-    deadline = g_get_monotonic_time() + GUEST_TIMEOUT_US;
-    while (!smp_job_done(qts, c->ncpus, done)) {
-        g_assert(g_get_monotonic_time() < deadline);
-        g_usleep(1000);
-    }
+    smp_job_wait(qts, c->ncpus, done, GUEST_TIMEOUT_US);
     g_assert_cmpuint(spp_counter(qts, "violations-cpu"), >, 0);
     qtest_quit(qts);
 }
@@ -2356,9 +2354,7 @@ static void test_guest_smp_pause(const void *opaque)
 
     set_subpage(qts, GFN_P, 1, WP_ALL);
     qtest_qmp_assert_success(qts, "{'execute': 'cont'}");
-    while (!smp_job_done(qts, c->ncpus, done)) {
-        g_usleep(1000);
-    }
+    smp_job_wait(qts, c->ncpus, done, 6 * GUEST_TIMEOUT_US);
     /* a dropped store is not made again; those not yet made landed */
     g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P), ==, n < c->ncpus);
     g_assert_cmpuint(qtest_readl(qts, SPP_PAGE_P + 0x800), ==, c->ncpus);
