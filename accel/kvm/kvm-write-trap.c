@@ -90,18 +90,158 @@ static gint kvm_write_trap_slot_cmp(gconstpointer a, gconstpointer b)
     return x->start_addr < y->start_addr ? -1 : x->start_addr > y->start_addr;
 }
 
-/* The slots of @kml in use, by address: one sort for a whole batch */
-static GPtrArray *kvm_write_trap_slots(KVMMemoryListener *kml)
-{
-    GPtrArray *v = g_ptr_array_sized_new(kml->nr_slots_used);
-    int i;
+/* A part of a flat-view range whose slots are made again */
+typedef struct KvmWriteTrapSpan {
+    hwaddr start, end;
+    const KvmWriteTrapRange *range;
+} KvmWriteTrapSpan;
 
-    for (i = 0; i < kml->nr_slots_allocated; i++) {
-        if (kml->slots[i].memory_size) {
-            g_ptr_array_add(v, &kml->slots[i]);
+static gint kvm_write_trap_span_cmp(gconstpointer a, gconstpointer b)
+{
+    const KvmWriteTrapSpan *x = a, *y = b;
+
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* The index in sorted, disjoint @v of the first span that ends after @a */
+static guint kvm_write_trap_span_at(GArray *v, hwaddr a)
+{
+    guint lo = 0, hi = v->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+
+        if (g_array_index(v, KvmWriteTrapSpan, mid).end <= a) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
+    return lo;
+}
+
+/* Whether sorted @v holds @a */
+static bool kvm_write_trap_has_addr(GArray *v, hwaddr a)
+{
+    guint lo = 0, hi = v->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        hwaddr m = g_array_index(v, hwaddr, mid);
+
+        if (m == a) {
+            return true;
+        }
+        if (m < a) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return false;
+}
+
+static gint kvm_write_trap_addr_cmp(gconstpointer a, gconstpointer b)
+{
+    hwaddr x = *(const hwaddr *)a, y = *(const hwaddr *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The slots of @kml that re-slotting @wants looks at, by address: the
+ * slots that overlap a wanted range and those right before and after
+ * them.  A slot ends where its neighbour starts, so two passes over the
+ * slots find them without sorting every slot: a small change costs the
+ * same however many runs of trapped pages have slots (the sort of
+ * 20,000 slots was most of a 1-page change with 10,000 runs).
+ */
+static GPtrArray *kvm_write_trap_slots(KVMMemoryListener *kml, GArray *wants)
+{
+    g_autoptr(GArray) in = g_array_copy(wants);
+    g_autoptr(GArray) ext = NULL;
+    g_autoptr(GArray) los = g_array_new(false, false, sizeof(hwaddr));
+    g_autoptr(GArray) his = g_array_new(false, false, sizeof(hwaddr));
+    GPtrArray *v = g_ptr_array_new();
+    guint i, k, out;
+
+    /* Merge where ranges overlap or touch, so each union is one piece. */
+    g_array_sort(in, kvm_write_trap_span_cmp);
+    for (i = 1, out = 0; i < in->len; i++) {
+        KvmWriteTrapSpan *a = &g_array_index(in, KvmWriteTrapSpan, out);
+        KvmWriteTrapSpan *b = &g_array_index(in, KvmWriteTrapSpan, i);
+
+        if (b->start <= a->end) {
+            a->end = MAX(a->end, b->end);
+        } else {
+            g_array_index(in, KvmWriteTrapSpan, ++out) = *b;
+        }
+    }
+    if (!in->len) {
+        return v;
+    }
+    g_array_set_size(in, out + 1);
+
+    /* The slots that overlap a union, and each union's extent in slots */
+    ext = g_array_sized_new(false, false, sizeof(KvmWriteTrapSpan), in->len);
+    g_array_set_size(ext, in->len);
+    for (k = 0; k < in->len; k++) {
+        g_array_index(ext, KvmWriteTrapSpan, k).start = HWADDR_MAX;
+        g_array_index(ext, KvmWriteTrapSpan, k).end = 0;
+    }
+    for (i = 0; i < kml->nr_slots_allocated; i++) {
+        KVMSlot *mem = &kml->slots[i];
+        hwaddr end = mem->start_addr + mem->memory_size;
+        bool hit = false;
+
+        if (!mem->memory_size) {
+            continue;
+        }
+        for (k = kvm_write_trap_span_at(in, mem->start_addr);
+             k < in->len && g_array_index(in, KvmWriteTrapSpan, k).start < end;
+             k++) {
+            KvmWriteTrapSpan *e = &g_array_index(ext, KvmWriteTrapSpan, k);
+
+            e->start = MIN(e->start, mem->start_addr);
+            e->end = MAX(e->end, end);
+            hit = true;
+        }
+        if (hit) {
+            g_ptr_array_add(v, mem);
+        }
+    }
+
+    /* Their neighbours: the slots that end or start where a union's do */
+    for (k = 0; k < ext->len; k++) {
+        KvmWriteTrapSpan *e = &g_array_index(ext, KvmWriteTrapSpan, k);
+
+        if (e->end) {
+            g_array_append_val(los, e->start);
+            g_array_append_val(his, e->end);
+        }
+    }
+    g_array_sort(los, kvm_write_trap_addr_cmp);
+    g_array_sort(his, kvm_write_trap_addr_cmp);
+    for (i = 0; los->len && i < kml->nr_slots_allocated; i++) {
+        KVMSlot *mem = &kml->slots[i];
+
+        if (mem->memory_size &&
+            (kvm_write_trap_has_addr(los, mem->start_addr + mem->memory_size) ||
+             kvm_write_trap_has_addr(his, mem->start_addr))) {
+            g_ptr_array_add(v, mem);
+        }
+    }
+
+    /* By address, each once (a neighbour of one union may overlap another) */
     g_ptr_array_sort(v, kvm_write_trap_slot_cmp);
+    for (i = 1, out = 0; i < v->len; i++) {
+        if (g_ptr_array_index(v, i) != g_ptr_array_index(v, out)) {
+            g_ptr_array_index(v, ++out) = g_ptr_array_index(v, i);
+        }
+    }
+    if (v->len) {
+        g_ptr_array_set_size(v, out + 1);
+    }
     return v;
 }
 
@@ -129,12 +269,6 @@ static bool kvm_write_trap_adjacent(const KVMSlot *a, const KVMSlot *b)
     return a->start_addr + a->memory_size == b->start_addr &&
            (uint8_t *)a->ram + a->memory_size == (uint8_t *)b->ram;
 }
-
-/* A part of a flat-view range whose slots are made again */
-typedef struct KvmWriteTrapSpan {
-    hwaddr start, end;
-    const KvmWriteTrapRange *range;
-} KvmWriteTrapSpan;
 
 /*
  * Add to @spans the slots that hold guest-physical [@lo, @hi) of
@@ -188,13 +322,6 @@ static void kvm_write_trap_span(GPtrArray *slots, const KvmWriteTrapRange *fr,
     g_array_append_val(spans, sp);
 }
 
-static gint kvm_write_trap_span_cmp(gconstpointer a, gconstpointer b)
-{
-    const KvmWriteTrapSpan *x = a, *y = b;
-
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
 /*
  * The spans of @kml to make again for the changes @c: sorted, and
  * merged where they overlap or touch within one flat-view range, so
@@ -203,7 +330,9 @@ static gint kvm_write_trap_span_cmp(gconstpointer a, gconstpointer b)
 static GArray *kvm_write_trap_spans(KVMMemoryListener *kml, GArray *ranges,
                                     const MemoryWriteTrapChange *c, size_t n)
 {
-    g_autoptr(GPtrArray) slots = kvm_write_trap_slots(kml);
+    g_autoptr(GArray) wants = g_array_new(false, false,
+                                          sizeof(KvmWriteTrapSpan));
+    g_autoptr(GPtrArray) slots = NULL;
     GArray *spans = g_array_new(false, false, sizeof(KvmWriteTrapSpan));
     guint i, j, out;
 
@@ -213,17 +342,23 @@ static GArray *kvm_write_trap_spans(KVMMemoryListener *kml, GArray *ranges,
         hwaddr fr_size = fr->end - fr->start;
 
         for (j = 0; j < n; j++) {
-            hwaddr lo, hi;
+            KvmWriteTrapSpan w = { .range = fr };
 
             if (c[j].mr != fr->mr || c[j].offset >= fr->offset + fr_size ||
                 c[j].offset + c[j].size <= fr->offset) {
                 continue;
             }
-            lo = MAX(c[j].offset, fr->offset) - fr->offset + fr->start;
-            hi = MIN(c[j].offset + c[j].size, fr->offset + fr_size) -
-                 fr->offset + fr->start;
-            kvm_write_trap_span(slots, fr, lo, hi, spans);
+            w.start = MAX(c[j].offset, fr->offset) - fr->offset + fr->start;
+            w.end = MIN(c[j].offset + c[j].size, fr->offset + fr_size) -
+                    fr->offset + fr->start;
+            g_array_append_val(wants, w);
         }
+    }
+    slots = kvm_write_trap_slots(kml, wants);
+    for (i = 0; i < wants->len; i++) {
+        KvmWriteTrapSpan *w = &g_array_index(wants, KvmWriteTrapSpan, i);
+
+        kvm_write_trap_span(slots, w->range, w->start, w->end, spans);
     }
     g_array_sort(spans, kvm_write_trap_span_cmp);
     for (i = 1, out = 0; i < spans->len; i++) {
