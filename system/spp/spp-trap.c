@@ -39,6 +39,7 @@ typedef struct SppTrapState {
     GHashTable *by_ram;     /* ram_addr_t page -> SppTrapPage */
     GHashTable *ram_refs;   /* ram_addr_t page -> gfns trapping it */
     GHashTable *rams;       /* RAM MemoryRegion -> its backend, referenced */
+    GHashTable *ram_pages;  /* RAM MemoryRegion -> its pages in by_gfn */
     GArray *lifted;         /* gfns spp_trap_lift() released */
     MemoryListener listener;
     MemoryWriteTrapHandler handler;
@@ -120,6 +121,19 @@ static void spp_trap_run_add(SppTrapRun *run, MemoryRegion *mr, hwaddr offset,
     run->size += SPP_PAGE_SIZE;
 }
 
+/* Count a page of @mr listed in (@delta 1) or dropped from (-1) by_gfn */
+static void spp_trap_count_page(MemoryRegion *mr, int delta)
+{
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(spp_trap.ram_pages, mr));
+
+    n += delta;
+    if (n) {
+        g_hash_table_insert(spp_trap.ram_pages, mr, GUINT_TO_POINTER(n));
+    } else {
+        g_hash_table_remove(spp_trap.ram_pages, mr);
+    }
+}
+
 static void spp_trap_forget(SppTrapPage *p, SppTrapRun *run)
 {
     gpointer key = GSIZE_TO_POINTER(spp_trap_ram_page(p->mr, p->offset));
@@ -153,6 +167,7 @@ static void spp_trap_forget(SppTrapPage *p, SppTrapRun *run)
     if (release) {
         spp_trap_run_add(run, p->mr, p->offset, false);
     }
+    spp_trap_count_page(p->mr, -1);
     g_hash_table_remove(spp_trap.by_gfn, &p->gfn);
 }
 
@@ -188,6 +203,7 @@ static void spp_trap_sync(uint64_t gfn, MemoryRegion *mr, hwaddr offset,
         object_ref(mr->owner);
         g_hash_table_insert(spp_trap.rams, mr, mr->owner);
     }
+    spp_trap_count_page(mr, 1);
     spp_trap_run_add(run, mr, offset, true);
 }
 
@@ -254,22 +270,20 @@ static void spp_trap_listener_commit(MemoryListener *listener)
     qemu_bh_schedule(spp_trap.unplug_bh);
 }
 
-/* Release the RAM regions no trapped page refers to any more. */
+/*
+ * Release the RAM regions no trapped page refers to any more: a look at
+ * each RAM region, not at each page (a 1-page clear with 10,000 pages
+ * protected walked them all).
+ */
 static void spp_trap_release_rams(void)
 {
     GHashTableIter it;
     MemoryRegion *mr;
     Object *owner;
-    g_autoptr(GHashTable) used = g_hash_table_new(NULL, NULL);
-    SppTrapPage *p;
 
-    g_hash_table_iter_init(&it, spp_trap.by_gfn);
-    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p)) {
-        g_hash_table_add(used, p->mr);
-    }
     g_hash_table_iter_init(&it, spp_trap.rams);
     while (g_hash_table_iter_next(&it, (gpointer *)&mr, (gpointer *)&owner)) {
-        if (!g_hash_table_contains(used, mr)) {
+        if (!g_hash_table_contains(spp_trap.ram_pages, mr)) {
             g_hash_table_iter_remove(&it);
             object_unref(owner);
         }
@@ -287,6 +301,7 @@ static void spp_trap_init(void)
     spp_trap.by_ram = g_hash_table_new(NULL, NULL);
     spp_trap.ram_refs = g_hash_table_new(NULL, NULL);
     spp_trap.rams = g_hash_table_new(NULL, NULL);
+    spp_trap.ram_pages = g_hash_table_new(NULL, NULL);
     spp_trap.lifted = g_array_new(false, false, sizeof(uint64_t));
     spp_trap.unplug_bh = qemu_bh_new(spp_trap_unplug_check, NULL);
     spp_trap.listener = (MemoryListener) {
