@@ -40,6 +40,7 @@ typedef struct SppTrapState {
     GHashTable *ram_refs;   /* ram_addr_t page -> gfns trapping it */
     GHashTable *rams;       /* RAM MemoryRegion -> its backend, referenced */
     GHashTable *ram_pages;  /* RAM MemoryRegion -> its pages in by_gfn */
+    bool ram_unused;        /* a RAM region's count fell to 0 */
     GArray *lifted;         /* gfns spp_trap_lift() released */
     MemoryListener listener;
     MemoryWriteTrapHandler handler;
@@ -131,6 +132,7 @@ static void spp_trap_count_page(MemoryRegion *mr, int delta)
         g_hash_table_insert(spp_trap.ram_pages, mr, GUINT_TO_POINTER(n));
     } else {
         g_hash_table_remove(spp_trap.ram_pages, mr);
+        spp_trap.ram_unused = true;
     }
 }
 
@@ -322,7 +324,6 @@ static bool spp_trap_update(const SppRange *r, size_t n, const uint32_t *old,
                             Error **errp)
 {
     SppTrapRun run = { 0 };
-    bool dropped = false;
     size_t i;
 
     if (!memory_write_trap_accel_ready()) {
@@ -333,14 +334,12 @@ static bool spp_trap_update(const SppRange *r, size_t n, const uint32_t *old,
     spp_trap_init();
     memory_write_trap_begin();
     for (i = 0; i < n; i++) {
-        uint64_t before = g_hash_table_size(spp_trap.by_gfn);
-
         spp_for_each_section(r[i].gfn, r[i].npages, spp_trap_sync_section,
                              &run);
-        dropped |= g_hash_table_size(spp_trap.by_gfn) < before;
     }
     spp_trap_run_flush(&run);
-    if (dropped) {
+    if (spp_trap.ram_unused) {
+        spp_trap.ram_unused = false;
         spp_trap_release_rams();
     }
     /* Last: it may let vCPUs run, and judge writes, meanwhile. */
