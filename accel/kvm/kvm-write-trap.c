@@ -120,32 +120,17 @@ static guint kvm_write_trap_span_at(GArray *v, hwaddr a)
     return lo;
 }
 
-/* Whether sorted @v holds @a */
-static bool kvm_write_trap_has_addr(GArray *v, hwaddr a)
-{
-    guint lo = 0, hi = v->len;
-
-    while (lo < hi) {
-        guint mid = lo + (hi - lo) / 2;
-        hwaddr m = g_array_index(v, hwaddr, mid);
-
-        if (m == a) {
-            return true;
-        }
-        if (m < a) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return false;
-}
-
 static gint kvm_write_trap_addr_cmp(gconstpointer a, gconstpointer b)
 {
     hwaddr x = *(const hwaddr *)a, y = *(const hwaddr *)b;
 
     return x < y ? -1 : x > y;
+}
+
+/* Whether sorted @v holds @a */
+static bool kvm_write_trap_has_addr(GArray *v, hwaddr a)
+{
+    return g_array_binary_search(v, &a, kvm_write_trap_addr_cmp, NULL);
 }
 
 /*
@@ -380,20 +365,10 @@ static GArray *kvm_write_trap_spans(KVMMemoryListener *kml, GArray *ranges,
 /* Whether @addr lies in one of the (sorted, disjoint) @spans */
 static bool kvm_write_trap_in_spans(GArray *spans, hwaddr addr)
 {
-    guint lo = 0, hi = spans->len;
+    guint i = kvm_write_trap_span_at(spans, addr);
 
-    while (lo < hi) {
-        guint mid = lo + (hi - lo) / 2;
-        KvmWriteTrapSpan *sp = &g_array_index(spans, KvmWriteTrapSpan, mid);
-
-        if (sp->end <= addr) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < spans->len &&
-           g_array_index(spans, KvmWriteTrapSpan, lo).start <= addr;
+    return i < spans->len &&
+           g_array_index(spans, KvmWriteTrapSpan, i).start <= addr;
 }
 
 /*
