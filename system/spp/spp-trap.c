@@ -38,8 +38,7 @@ typedef struct SppTrapState {
     GHashTable *by_gfn;     /* gfn -> SppTrapPage, owns the pages */
     GHashTable *by_ram;     /* ram_addr_t page -> SppTrapPage */
     GHashTable *ram_refs;   /* ram_addr_t page -> gfns trapping it */
-    GHashTable *rams;       /* RAM MemoryRegion -> its backend, referenced */
-    GHashTable *ram_pages;  /* RAM MemoryRegion -> its pages in by_gfn */
+    GHashTable *rams;       /* RAM MemoryRegion -> its pages in by_gfn */
     bool ram_unused;        /* a RAM region's count fell to 0 */
     GArray *lifted;         /* gfns spp_trap_lift() released */
     MemoryListener listener;
@@ -122,18 +121,22 @@ static void spp_trap_run_add(SppTrapRun *run, MemoryRegion *mr, hwaddr offset,
     run->size += SPP_PAGE_SIZE;
 }
 
-/* Count a page of @mr listed in (@delta 1) or dropped from (-1) by_gfn */
+/*
+ * Count a page of @mr listed in (@delta 1) or dropped from (-1) by_gfn.
+ * The region's owner (its RAMBlock's) stays referenced while the region
+ * is in rams; spp_trap_release_rams() lets those with no page go.
+ */
 static void spp_trap_count_page(MemoryRegion *mr, int delta)
 {
-    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(spp_trap.ram_pages, mr));
+    gpointer n;
 
-    n += delta;
-    if (n) {
-        g_hash_table_insert(spp_trap.ram_pages, mr, GUINT_TO_POINTER(n));
-    } else {
-        g_hash_table_remove(spp_trap.ram_pages, mr);
-        spp_trap.ram_unused = true;
+    if (!g_hash_table_lookup_extended(spp_trap.rams, mr, NULL, &n)) {
+        object_ref(mr->owner);
+        n = GUINT_TO_POINTER(0);
     }
+    n = GUINT_TO_POINTER(GPOINTER_TO_UINT(n) + delta);
+    g_hash_table_insert(spp_trap.rams, mr, n);
+    spp_trap.ram_unused |= !n;
 }
 
 static void spp_trap_forget(SppTrapPage *p, SppTrapRun *run)
@@ -200,11 +203,6 @@ static void spp_trap_sync(uint64_t gfn, MemoryRegion *mr, hwaddr offset,
     }
     g_hash_table_insert(spp_trap.ram_refs, key, GUINT_TO_POINTER(refs + 1));
     spp_unlock();
-    if (!g_hash_table_contains(spp_trap.rams, mr)) {
-        /* Keep the RAMBlock while pages of it are listed. */
-        object_ref(mr->owner);
-        g_hash_table_insert(spp_trap.rams, mr, mr->owner);
-    }
     spp_trap_count_page(mr, 1);
     spp_trap_run_add(run, mr, offset, true);
 }
@@ -240,14 +238,13 @@ static void spp_trap_unplug_check(void *opaque)
 {
     GHashTableIter it;
     MemoryRegion *mr;
-    Object *owner;
     g_autoptr(GArray) gone = g_array_new(false, false, sizeof(SppRange));
     SppTrapPage *p;
 
     g_hash_table_iter_init(&it, spp_trap.rams);
-    while (g_hash_table_iter_next(&it, (gpointer *)&mr, (gpointer *)&owner)) {
-        if (object_dynamic_cast(owner, TYPE_MEMORY_BACKEND) &&
-            !host_memory_backend_is_mapped(MEMORY_BACKEND(owner))) {
+    while (g_hash_table_iter_next(&it, (gpointer *)&mr, NULL)) {
+        if (object_dynamic_cast(mr->owner, TYPE_MEMORY_BACKEND) &&
+            !host_memory_backend_is_mapped(MEMORY_BACKEND(mr->owner))) {
             GHashTableIter pit;
 
             g_hash_table_iter_init(&pit, spp_trap.by_gfn);
@@ -281,13 +278,13 @@ static void spp_trap_release_rams(void)
 {
     GHashTableIter it;
     MemoryRegion *mr;
-    Object *owner;
+    gpointer n;
 
     g_hash_table_iter_init(&it, spp_trap.rams);
-    while (g_hash_table_iter_next(&it, (gpointer *)&mr, (gpointer *)&owner)) {
-        if (!g_hash_table_contains(spp_trap.ram_pages, mr)) {
+    while (g_hash_table_iter_next(&it, (gpointer *)&mr, &n)) {
+        if (!n) {
             g_hash_table_iter_remove(&it);
-            object_unref(owner);
+            object_unref(mr->owner);
         }
     }
 }
@@ -303,7 +300,6 @@ static void spp_trap_init(void)
     spp_trap.by_ram = g_hash_table_new(NULL, NULL);
     spp_trap.ram_refs = g_hash_table_new(NULL, NULL);
     spp_trap.rams = g_hash_table_new(NULL, NULL);
-    spp_trap.ram_pages = g_hash_table_new(NULL, NULL);
     spp_trap.lifted = g_array_new(false, false, sizeof(uint64_t));
     spp_trap.unplug_bh = qemu_bh_new(spp_trap_unplug_check, NULL);
     spp_trap.listener = (MemoryListener) {
